@@ -1,0 +1,93 @@
+"""ConvTranspose2d: learnable upsampling (weight (in, out, kh, kw), as torch.nn.ConvTranspose2d)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..functional._checks import check_nchw, pair
+from ..functional.conv import normalize_conv_args
+from ..functional.conv_transpose import (
+    METHODS,
+    conv_transpose2d_backward,
+    conv_transpose2d_forward,
+)
+from . import init
+from ._layer import cast_back, cast_to_weight
+from .module import Module
+from .parameter import Parameter
+
+
+class ConvTranspose2d(Module):
+    """(N, C_in, H, W) -> (N, C_out, Ho, Wo), Ho = S(H-1) - 2P + D(kh-1) + output_padding + 1.
+
+    ``method="adjoint"`` (default, fast: GEMM + col2im) or ``"zero_insertion"`` (insert S-1 zeros,
+    pad, convolve with the flipped kernel: the picture the FCN literature draws). Both give the
+    same numbers; see ``tinyfcn.functional.conv_transpose``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        output_padding=0,
+        bias: bool = True,
+        dilation=1,
+        method: str = "adjoint",
+        dtype=np.float32,
+    ) -> None:
+        super().__init__()
+        if method not in METHODS:
+            raise ValueError(f"ConvTranspose2d: method must be one of {METHODS}, got {method!r}")
+        k, s, p, d = normalize_conv_args(kernel_size, stride, padding, dilation)
+        op_ = pair(output_padding, "output_padding")
+        for a in range(2):
+            if op_[a] >= s[a] and op_[a] >= d[a]:
+                raise ValueError(
+                    f"ConvTranspose2d: output_padding {op_} must be smaller than either stride "
+                    f"{s} or dilation {d}"
+                )
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size, self.stride, self.padding, self.dilation = k, s, p, d
+        self.output_padding, self.method = op_, method
+        fan_in = self.out_channels * k[0] * k[1]  # PyTorch computes it from weight.shape[1]
+        self.weight = Parameter(init.torch_default_((in_channels, out_channels) + k, fan_in, dtype))
+        self.bias = Parameter(init.torch_default_((out_channels,), fan_in, dtype)) if bias else None
+
+    def forward(self, x: Any) -> Any:
+        check_nchw(x, "ConvTranspose2d", self.in_channels)
+        x_dtype = x.dtype
+        x = cast_to_weight(x, self.weight.data, "ConvTranspose2d")
+        y, cache = conv_transpose2d_forward(
+            x,
+            self.weight.data,
+            None if self.bias is None else self.bias.data,
+            self.stride,
+            self.padding,
+            self.output_padding,
+            self.dilation,
+            self.method,
+        )
+        self._save((cache, x_dtype))
+        return y
+
+    def backward(self, dy: Any) -> Any:
+        cache, x_dtype = self._take_cache()
+        dx, dw, db = conv_transpose2d_backward(dy.astype(self.weight.dtype, copy=False), cache)
+        self.weight.accumulate(dw)
+        if self.bias is not None:
+            self.bias.accumulate(db)
+        return cast_back(dx, x_dtype)
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+        s += f", stride={self.stride}" if self.stride != (1, 1) else ""
+        s += f", padding={self.padding}" if self.padding != (0, 0) else ""
+        s += f", output_padding={self.output_padding}" if self.output_padding != (0, 0) else ""
+        s += f", dilation={self.dilation}" if self.dilation != (1, 1) else ""
+        s += "" if self.bias is not None else ", bias=False"
+        return s + (f", method={self.method!r}" if self.method != "adjoint" else "")

@@ -1,0 +1,76 @@
+"""Parameter: a learnable array, its gradient, and the per-parameter knobs FCN's solver uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backend import device_of, get_array_module, to_device
+
+
+class Parameter:
+    """A learnable array with its accumulated gradient.
+
+    ``data``: the array (NumPy or CuPy); ``grad``: None until a backward pass accumulates into it;
+    ``lr_mult`` / ``decay_mult``: multipliers of the learning rate and weight decay for this
+    parameter (Caffe's names: FCN trains biases at twice the rate with no decay, and keeps its
+    bilinear upsampling frozen with ``lr_mult=0``); ``requires_grad``: False skips the gradient.
+    """
+
+    def __init__(
+        self, data: Any, requires_grad: bool = True, lr_mult: float = 1.0, decay_mult: float = 1.0
+    ):
+        self.data = data
+        self.grad = None
+        self.requires_grad = requires_grad
+        self.lr_mult = lr_mult
+        self.decay_mult = decay_mult
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def device(self) -> str:
+        return device_of(self.data)
+
+    @property
+    def size(self) -> int:
+        return int(self.data.size)
+
+    def accumulate(self, grad: Any) -> None:
+        """``self.grad += grad`` (allocated on first use; reused after ``zero_grad``)."""
+        if not self.requires_grad:
+            return
+        if tuple(grad.shape) != self.shape:
+            raise ValueError(f"gradient of shape {tuple(grad.shape)} for a parameter {self.shape}")
+        if self.grad is None:
+            self.grad = get_array_module(grad).array(grad, dtype=self.data.dtype, copy=True)
+        else:
+            self.grad += grad
+
+    def zero_grad(self) -> None:
+        if self.grad is not None:
+            self.grad.fill(0)
+
+    def to(self, device: str | None = None, dtype: Any = None) -> Parameter:
+        """Move (and/or cast) data and grad in place; returns self."""
+        for name in ("data", "grad"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if device is not None:
+                value = to_device(value, device)
+            if dtype is not None:
+                value = value.astype(dtype, copy=False)
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        extra = "" if self.requires_grad else ", requires_grad=False"
+        if self.lr_mult != 1 or self.decay_mult != 1:
+            extra += f", lr_mult={self.lr_mult}, decay_mult={self.decay_mult}"
+        return f"Parameter(shape={self.shape}, dtype={self.dtype}, device={self.device!r}{extra})"
