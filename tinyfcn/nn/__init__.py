@@ -6,6 +6,7 @@ from .conv_transpose import ConvTranspose2d
 from .crop import Crop
 from .grad_mode import is_grad_enabled, no_grad
 from .init import manual_seed
+from .linear import Flatten, Linear
 from .loss import CrossEntropyLoss
 from .module import Module, Sequential
 from .parameter import Parameter
@@ -18,6 +19,8 @@ __all__ = [
     "CrossEntropyLoss",
     "Dropout",
     "Dropout2d",
+    "Flatten",
+    "Linear",
     "MaxPool2d",
     "Module",
     "Parameter",
