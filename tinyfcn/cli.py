@@ -31,6 +31,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(args.bench_args) or 0
 
 
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from .models import MODELS
+
+    model = MODELS[args.model](
+        num_classes=args.classes,
+        geometry=args.geometry,
+        width=args.width,
+        fc6_kernel=args.fc6_kernel,
+    )
+    model.summary(tuple(args.size))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     print(
         "tinyfcn demo does not exist yet: it arrives with the training issue (a small FCN-8s "
@@ -67,6 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
         "bench_args", nargs=argparse.REMAINDER, help="e.g. `layers --rounds 7 --json out.json`"
     )
     p.set_defaults(func=_cmd_bench)
+
+    from .models import MODELS
+
+    p = sub.add_parser(
+        "summary",
+        help="table of every layer of an FCN: shapes, FLOPs, strides",
+        description="Print every layer of an FCN for a given input size: output "
+        "shape, parameters, FLOPs, effective stride, receptive field "
+        "and crop offsets. Computed from the size formulas; instant.",
+    )
+    p.add_argument("model", choices=sorted(MODELS), help="which network")
+    p.add_argument("--size", type=int, nargs=2, default=(500, 500), metavar=("H", "W"))
+    p.add_argument("--geometry", choices=("paper", "compact"), default="paper")
+    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
+    p.add_argument("--classes", type=int, default=21, help="number of classes")
+    p.add_argument("--fc6-kernel", type=int, choices=(7, 1), default=7)
+    p.set_defaults(func=_cmd_summary)
 
     p = sub.add_parser("demo", help="the main job (arrives with the training issue)")
     p.add_argument("--out", default="tinyfcn-demo", help="output directory")

@@ -188,6 +188,16 @@ class FCNBase(VGGTrunk):
         self.train(was_training)
         return scores.argmax(axis=1)
 
+    def summary(self, size: tuple[int, int] = (224, 224), show: bool = True) -> str:
+        """A table of every layer for an input of ``size``: shapes, parameters, FLOPs, strides,
+        receptive fields and crop offsets (computed from the size formulas, nothing is run)."""
+        from .summary import format_summary
+
+        table = format_summary(self, tuple(size))
+        if show:
+            print(table)
+        return table
+
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.config.items())
 

@@ -1,0 +1,67 @@
+"""The `tinyfcn` command: subcommands run and print what they promise."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tinyfcn.cli import main
+from tinyfcn.models import FCN8s
+from tinyfcn.models.summary import summary_rows
+
+
+def test_gradcheck_command_passes_and_prints_a_table(capsys):
+    assert main(["gradcheck"]) == 0
+    out = capsys.readouterr().out
+    assert "ConvTranspose2d k16 s8" in out and "all passed" in out
+
+
+def test_gradcheck_command_fails_with_an_impossible_tolerance(capsys):
+    assert main(["gradcheck", "--tol", "0"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_summary_command_shows_the_paper_geometry(capsys):
+    assert main(["summary", "fcn8s", "--size", "500", "500", "--width", "0.0625"]) == 0
+    out = capsys.readouterr().out
+    assert "crop offsets: score_pool4 5, score_pool3 9, upscore8 31" in out
+    assert "(21, 500, 500)" in out
+
+
+def test_summary_rows_follow_500_to_16_and_back():
+    rows = {r.name: r for r in summary_rows(FCN8s(width=1 / 32), (500, 500))}
+    assert rows["conv1_1"].shape[1:] == (698, 698)  # padding 100
+    assert rows["pool5"].shape[1:] == (22, 22)
+    assert rows["fc6"].shape[1:] == (16, 16)
+    assert rows["upscore8"].shape[1:] == (568, 568)
+    assert rows["scores"].shape == (21, 500, 500)
+    assert rows["pool5"].rf == 212 and str(rows["pool5"].scale) == "1/32"
+
+
+def test_summary_flops_of_full_width_conv1_2():
+    rows = {r.name: r for r in summary_rows(FCN8s(geometry="compact", width=1 / 32), (224, 224))}
+    c = rows["conv1_2"].shape[0]
+    assert rows["conv1_2"].flops == 2 * c * c * 9 * 224 * 224
+
+
+def test_demo_says_plainly_that_it_does_not_exist_yet(capsys):
+    assert main(["demo"]) == 2
+    assert "does not exist yet" in capsys.readouterr().err
+
+
+def test_python_dash_m_and_help():
+    out = subprocess.run(
+        [sys.executable, "-m", "tinyfcn", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for command in ("gradcheck", "bench", "summary", "demo"):
+        assert command in out
+
+
+@pytest.mark.parametrize("command", ["gradcheck", "summary", "demo", "bench"])
+def test_each_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert "usage: tinyfcn" in capsys.readouterr().out
