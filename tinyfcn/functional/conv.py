@@ -234,32 +234,32 @@ def conv2d_weight_grad(dy: Any, cols: Any, weight_shape: tuple[int, ...]):
     return dw.reshape(weight_shape)
 
 
-def conv2d_input_grad(
-    dy: Any,
-    weight: Any,
-    x_shape: tuple[int, int, int, int],
-    stride: IntOrPair = 1,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
-):
+def conv2d_input_grad(dy: Any, weight: Any, x_shape: tuple[int, int, int, int],
+                      stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1,
+                      dcols_out: Any = None):
     """dX = col2im(W2^T @ dy): the gradient of conv2d w.r.t. its input.
 
     dy (N, O, Ho, Wo), weight (O, C, kh, kw) -> dx of shape x_shape = (N, C, H, W).
     This is exactly a transposed convolution of dy with ``weight`` (see conv_transpose.py).
+    ``dcols_out`` is an optional (N, C*kh*kw, Ho*Wo) buffer for W2^T @ dy.
     """
     O, C, kh, kw = weight.shape
     N = dy.shape[0]
     k, s, p, d = normalize_conv_args((kh, kw), stride, padding, dilation)
-    dcols = weight.reshape(O, C * kh * kw).T @ dy.reshape(N, O, -1)
+    xp = get_array_module(dy, weight)
+    dcols = xp.matmul(weight.reshape(O, C * kh * kw).T, dy.reshape(N, O, -1), out=dcols_out)
     if is_pointwise(k, s, p, d):
         return dcols.reshape(x_shape)
     return col2im(dcols, x_shape, k, s, p, d)
 
 
-def conv2d_backward(dy: Any, cache: Conv2dCache, need_input_grad: bool = True):
+def conv2d_backward(dy: Any, cache: Conv2dCache, need_input_grad: bool = True,
+                    overwrite_cols: bool = False):
     """(dx, dw, db) for y = conv2d(x, weight) + bias; ``db`` is None without a bias.
 
     dy (N, O, Ho, Wo) -> dx (N, C, H, W), dw (O, C, kh, kw), db (O,).
+    ``overwrite_cols``: once dW is computed the im2col matrix is dead; W2^T @ dy (the same
+    shape) may then be written into it instead of a fresh array.
     """
     get_array_module(dy, cache.weight)
     k, s, p, d = cache.args
@@ -272,5 +272,8 @@ def conv2d_backward(dy: Any, cache: Conv2dCache, need_input_grad: bool = True):
         )
     dw = conv2d_weight_grad(dy, cache.cols, cache.weight.shape)
     db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
-    dx = conv2d_input_grad(dy, cache.weight, cache.x_shape, s, p, d) if need_input_grad else None
-    return dx, dw, db
+    if not need_input_grad:
+        return None, dw, db
+    own_buffer = overwrite_cols and not is_pointwise(k, s, p, d)  # pointwise cols is x itself
+    dcols_out = cache.cols if own_buffer else None
+    return conv2d_input_grad(dy, cache.weight, cache.x_shape, s, p, d, dcols_out), dw, db

@@ -47,6 +47,9 @@ class Conv2d(Module):
         check_nchw(x, "Conv2d", self.in_channels)
         x_dtype = x.dtype
         x = cast_to_weight(x, self.weight.data, "Conv2d")
+        stale = self.__dict__.get("_cache")
+        if stale is not None and is_grad_enabled():  # this forward's cache will replace it
+            self._keep_spare(stale[0].cols)
         spare = self._fitting(self._spare_cols, x)
         object.__setattr__(self, "_spare_cols", None)
         y, cache = conv2d_forward(
@@ -67,7 +70,7 @@ class Conv2d(Module):
     def backward(self, dy: Any) -> Any:
         cache, x_dtype = self._take_cache()
         dy = dy.astype(self.weight.dtype, copy=False)
-        dx, dw, db = conv2d_backward(dy, cache)
+        dx, dw, db = conv2d_backward(dy, cache, overwrite_cols=True)
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)
