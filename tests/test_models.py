@@ -1,4 +1,4 @@
-"""FCN-32s/16s/8s/8s-at-once: parity with a PyTorch twin, output sizes, crop offsets, init, surgery."""
+"""FCN-32s/16s/8s/8s-at-once: PyTorch-twin parity, output sizes, crop offsets, init, surgery."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tests.helpers import assert_close
 from tinyfcn import nn
 from tinyfcn.backend import asnumpy
 from tinyfcn.gradcheck import relative_error
-from tinyfcn.models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s, VGG16, geometry
+from tinyfcn.models import VGG16, FCN8s, FCN8sAtOnce, FCN16s, FCN32s, geometry
 from tinyfcn.models.surgery import bilinear_kernel, convolutionalize
 
 VARIANTS = [FCN32s, FCN16s, FCN8s, FCN8sAtOnce]
@@ -30,12 +30,13 @@ def randomise(model, seed=0):
 
 
 def torch_twin_forward(model, params: dict, x: torch.Tensor) -> torch.Tensor:
-    """The reference forward of any tinyfcn FCN, from its layer hyperparameters and torch weights."""
+    """The reference forward of a tinyfcn FCN, from its layer hyperparameters and torch weights."""
 
     def conv(name, h):
         layer = getattr(model, name)
-        return F.conv2d(h, params[f"{name}.weight"], params.get(f"{name}.bias"),
-                        layer.stride, layer.padding)
+        return F.conv2d(
+            h, params[f"{name}.weight"], params.get(f"{name}.bias"), layer.stride, layer.padding
+        )
 
     def up(name, h):
         layer = getattr(model, name)
@@ -58,8 +59,11 @@ def torch_twin_forward(model, params: dict, x: torch.Tensor) -> torch.Tensor:
                 pools[name] = h
     h = F.relu(conv("fc7", F.relu(conv("fc6", pools["pool5"]))))  # dropout: eval mode
     score = conv("score_fr", h)
-    scales = {"pool4": model.POOL4_SCALE, "pool3": model.POOL3_SCALE} if isinstance(
-        model, FCN8s) else {"pool4": 1.0}
+    scales = (
+        {"pool4": model.POOL4_SCALE, "pool3": model.POOL3_SCALE}
+        if isinstance(model, FCN8s)
+        else {"pool4": 1.0}
+    )
     for i, (name, _, _) in enumerate(model.UPSAMPLING[:-1]):
         score = up(name, score)
         pool = model.SKIPS[i]
@@ -76,7 +80,9 @@ def test_parity_with_pytorch_twin(cls, geometry_):
     model = randomise(cls(geometry=geometry_, **SMALL).double()).eval()
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 3, 37, 45))
-    params = {k: torch.tensor(asnumpy(v), requires_grad=True) for k, v in model.state_dict().items()}
+    params = {
+        k: torch.tensor(asnumpy(v), requires_grad=True) for k, v in model.state_dict().items()
+    }
     xt = torch.tensor(x, requires_grad=True)
     yt = torch_twin_forward(model, params, xt)
     y = model(x)
@@ -85,8 +91,10 @@ def test_parity_with_pytorch_twin(cls, geometry_):
     yt.backward(torch.tensor(dy))
     model.zero_grad()
     dx = model.backward(dy)
-    errors = {"scores": relative_error(y, yt.detach().numpy()),
-              "input": relative_error(dx, xt.grad.numpy())}
+    errors = {
+        "scores": relative_error(y, yt.detach().numpy()),
+        "input": relative_error(dx, xt.grad.numpy()),
+    }
     for name, p in model.named_parameters():
         errors[name] = relative_error(p.grad, params[name].grad.numpy())
     worst = max(errors, key=errors.get)
@@ -117,8 +125,7 @@ def test_scores_have_input_size_at_voc_sizes(geometry_, hw):
 def test_paper_crop_offsets_are_derived_not_typed():
     assert FCN32s(width=1 / 32).crop_offsets == {"upscore": 19}
     assert FCN16s(width=1 / 32).crop_offsets == {"score_pool4": 5, "upscore16": 27}
-    assert FCN8s(width=1 / 32).crop_offsets == {"score_pool4": 5, "score_pool3": 9,
-                                                "upscore8": 31}
+    assert FCN8s(width=1 / 32).crop_offsets == {"score_pool4": 5, "score_pool3": 9, "upscore8": 31}
 
 
 def test_compact_geometry_needs_no_crop():
@@ -266,6 +273,7 @@ def test_vgg_trunk_resolutions():
 
 def test_predict_returns_label_map():
     model = randomise(FCN8s(geometry="compact", **SMALL))
-    labels = model.predict(np.random.default_rng(0).standard_normal((2, 3, 20, 30)).astype(
-        np.float32))
+    labels = model.predict(
+        np.random.default_rng(0).standard_normal((2, 3, 20, 30)).astype(np.float32)
+    )
     assert labels.shape == (2, 20, 30) and labels.max() < 5 and model.training

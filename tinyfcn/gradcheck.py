@@ -14,6 +14,7 @@ Run it in float64: in float32 the rounding error of L swamps the O(eps^2) term.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,9 @@ class GradcheckResult:
 
     @property
     def max_error(self) -> float:
+        """The largest error; nan if any is nan (Python's ``max`` would skip a later nan)."""
+        if any(math.isnan(e) for e in self.errors.values()):
+            return math.nan
         return max(self.errors.values(), default=0.0)
 
     @property

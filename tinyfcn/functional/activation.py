@@ -24,13 +24,14 @@ def relu_forward(x: Any):
     check_float_array(x, "input", "relu")
     xp = get_array_module(x)
     mask = x > 0
-    return xp.multiply(x, mask, dtype=x.dtype), mask
+    # maximum, not x * mask: -inf * 0 would be nan; NaN propagates, as in PyTorch
+    return xp.maximum(x, x.dtype.type(0)), mask
 
 
 def relu_backward(dy: Any, mask: Any):
     """dx = dy where the input was positive, else 0 (the subgradient at 0 is taken as 0)."""
     xp = get_array_module(dy, mask)
-    return xp.multiply(dy, mask, dtype=dy.dtype)
+    return xp.where(mask, dy, dy.dtype.type(0))  # where, not dy * mask: inf * 0 would be nan
 
 
 def _check_p(p: float, op: str) -> float:

@@ -234,9 +234,15 @@ def conv2d_weight_grad(dy: Any, cols: Any, weight_shape: tuple[int, ...]):
     return dw.reshape(weight_shape)
 
 
-def conv2d_input_grad(dy: Any, weight: Any, x_shape: tuple[int, int, int, int],
-                      stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1,
-                      dcols_out: Any = None):
+def conv2d_input_grad(
+    dy: Any,
+    weight: Any,
+    x_shape: tuple[int, int, int, int],
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    dcols_out: Any = None,
+):
     """dX = col2im(W2^T @ dy): the gradient of conv2d w.r.t. its input.
 
     dy (N, O, Ho, Wo), weight (O, C, kh, kw) -> dx of shape x_shape = (N, C, H, W).
@@ -253,8 +259,9 @@ def conv2d_input_grad(dy: Any, weight: Any, x_shape: tuple[int, int, int, int],
     return col2im(dcols, x_shape, k, s, p, d)
 
 
-def conv2d_backward(dy: Any, cache: Conv2dCache, need_input_grad: bool = True,
-                    overwrite_cols: bool = False):
+def conv2d_backward(
+    dy: Any, cache: Conv2dCache, need_input_grad: bool = True, overwrite_cols: bool = False
+):
     """(dx, dw, db) for y = conv2d(x, weight) + bias; ``db`` is None without a bias.
 
     dy (N, O, Ho, Wo) -> dx (N, C, H, W), dw (O, C, kh, kw), db (O,).
