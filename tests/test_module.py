@@ -118,15 +118,25 @@ def test_reassigning_a_parameter_or_submodule_keeps_its_place():
     np.testing.assert_array_equal(ours.scale.data, [3.0])
 
 
-def test_assigning_a_plain_value_removes_a_parameter_or_submodule():
+def test_assigning_none_removes_a_parameter_or_submodule():
     net = Net()
     net.scale = None
-    net.relu = "not a module"
+    net.relu = None
     assert "scale" not in dict(net.named_parameters())
     assert "relu" not in [name for name, _ in net.named_modules()]
     del net.gain
     assert "gain" not in dict(net.named_parameters())
     assert not hasattr(net, "gain")
+
+
+def test_assigning_a_plain_value_to_a_registered_name_raises():
+    """As in torch: an array in place of a Parameter is almost always a forgotten ``.data``."""
+    net = Net()
+    with pytest.raises(TypeError, match=r"'scale'.*scale\.data"):
+        net.scale = np.zeros(1)
+    with pytest.raises(TypeError, match="'relu'.*Module or None expected"):
+        net.relu = "not a module"
+    assert "scale" in dict(net.named_parameters())
 
 
 def test_parameters_are_the_named_ones():

@@ -30,6 +30,11 @@ def crop_backward(dy: Any, x_shape: tuple, offset) -> Any:
     xp = get_array_module(dy)
     oh, ow = pair(offset, "offset")
     h, w = dy.shape[2:]
+    if tuple(dy.shape[:2]) != tuple(x_shape[:2]) or oh + h > x_shape[2] or ow + w > x_shape[3]:
+        raise ValueError(
+            f"crop backward: dy of shape {tuple(dy.shape)} at offset ({oh}, {ow}) does not fit "
+            f"in the input shape {tuple(x_shape)}"
+        )
     dx = xp.zeros(x_shape, dtype=dy.dtype)
     dx[:, :, oh : oh + h, ow : ow + w] = dy
     return dx

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..functional._checks import check_float_array
 from ..functional.activation import (
     _check_p,
     dropout2d_forward,
@@ -46,6 +47,7 @@ class Dropout(Module):
         self.rng = np.random.default_rng(child.integers(2**63)) if seed is None else child
 
     def forward(self, x: Any) -> Any:
+        check_float_array(x, "input", type(self).__name__)
         if not self.training or self.p == 0.0:
             self._save(None)
             object.__setattr__(self, "_identity", True)

@@ -29,7 +29,14 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
             raise AttributeError("call Module.__init__() before assigning attributes")
-        # A reassigned name keeps its place in the order (as in torch); other values unregister it.
+        # A reassigned name keeps its place in the order (as in torch); None unregisters it.
+        for registry, kind in ((self._parameters, Parameter), (self._modules, Module)):
+            if name in registry and value is not None and not isinstance(value, kind):
+                raise TypeError(
+                    f"cannot assign {type(value).__name__} to {name!r}: it is a registered "
+                    f"{kind.__name__} of {type(self).__name__} ({kind.__name__} or None expected; "
+                    f"to change the values, assign to {name}.data)"
+                )
         if not isinstance(value, Parameter):
             self._parameters.pop(name, None)
         if not isinstance(value, Module):
