@@ -1,0 +1,404 @@
+"""Checkpoints and weight import: tinyfcn ``.npz`` files, PyTorch ``.pth`` state dicts, and
+torchvision's ImageNet VGG16 (the weights FCN starts from), convolutionalized on the way in.
+
+A checkpoint is one ``.npz`` file: ``model/<name>`` for each parameter (``model/conv1_1.weight``),
+``state/<path>`` for each array of the extra state (``state/optim/momentum/fc6.weight``) and
+``__meta__``, a 0-d string array holding JSON (model class, ``model.config``, step, epoch, ...).
+It is written to a temporary file beside the target and then renamed over it, so a crash mid-save
+never leaves half a checkpoint. PyTorch is imported only inside the functions that read or write
+``.pth`` files; tinyfcn does not depend on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import warnings
+import zipfile
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from .backend import asnumpy, is_cupy_array
+from .models.vgg import VGG16_STAGES
+
+FORMAT, FORMAT_VERSION = "tinyfcn-checkpoint", 1
+META_KEY = "__meta__"
+RESERVED_META = ("format", "format_version", "tinyfcn_version", "model_class", "config")
+
+
+# --- tinyfcn checkpoints -------------------------------------------------------------------------
+
+
+def save_checkpoint(
+    path: str | os.PathLike, model: Any = None, state: dict | None = None, **extra: Any
+) -> None:
+    """Write ``model``'s weights, ``state`` and the JSON values ``extra`` to one ``.npz`` file.
+
+    ``state``: a dict (nested dicts and lists allowed, string keys) whose array leaves are stored
+    as arrays and whose other leaves as JSON, e.g. ``{"optim": optimizer.state_dict()}``.
+    ``extra``: JSON-serialisable values kept in the metadata (``step=1000, epoch=3``).
+    Atomic: the file at ``path`` is either the old checkpoint or the complete new one.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "tinyfcn_version": _version(),
+    }
+    if model is not None:
+        meta["model_class"] = type(model).__name__
+        meta["config"] = _encode(getattr(model, "config", None), "model.config")
+        for name, value in model.state_dict().items():
+            arrays[f"model/{name}"] = asnumpy(value)
+    if state is not None:
+        meta["state_layout"] = _encode(state, "state", arrays)
+    for key, value in extra.items():
+        if key in RESERVED_META or key == "state_layout":
+            raise ValueError(f"save_checkpoint: {key!r} is reserved for the checkpoint's metadata")
+        meta[key] = _encode(value, key)
+    arrays[META_KEY] = np.array(json.dumps(meta))
+    _atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint written by ``save_checkpoint``.
+
+    Returns ``{"model": {name: array} or None, "state": the saved state or None, "meta": {...}}``;
+    ``meta`` holds format, tinyfcn_version, model_class, config and every ``extra`` value (JSON
+    turns tuples into lists). Raises FileNotFoundError or ValueError naming the file.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if META_KEY not in f.files:
+                raise ValueError(
+                    f"no {META_KEY!r} entry: not a tinyfcn checkpoint (for a PyTorch .pth use "
+                    "load_torch_state_dict or load_model_weights)"
+                )
+            arrays = {k: f[k] for k in f.files}
+        meta = json.loads(arrays.pop(META_KEY).item())
+    except Exception as e:  # BadZipFile (truncated or corrupt), ValueError, OSError, ...
+        raise ValueError(
+            f"{path!r} is not a readable tinyfcn checkpoint: {type(e).__name__}: {e}"
+        ) from e
+    if meta.get("format") != FORMAT or meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(
+            f"{path!r}: unsupported checkpoint format {meta.get('format')!r} version "
+            f"{meta.get('format_version')!r} (this tinyfcn reads {FORMAT!r} <= {FORMAT_VERSION})"
+        )
+    model = None
+    if "model_class" in meta:
+        prefix = "model/"
+        model = OrderedDict(
+            (k[len(prefix) :], v) for k, v in arrays.items() if k.startswith(prefix)
+        )
+    state = _decode(meta.pop("state_layout"), arrays, path) if "state_layout" in meta else None
+    return {"model": model, "state": state, "meta": meta}
+
+
+def load_model_weights(model: Any, path: str | os.PathLike, strict: bool = True) -> Any:
+    """Load weights into ``model`` (returned) from a tinyfcn ``.npz`` checkpoint, a PyTorch
+    ``.pth`` (state dict or training checkpoint, pytorch-fcn's key names), or torchvision's VGG16
+    ImageNet weights (``features.N`` / ``classifier.N`` keys, see ``load_vgg16_torchvision``).
+
+    ``strict`` as in ``Module.load_state_dict``; torchvision weights are always checked in full.
+    """
+    path = os.fspath(path)
+    if _is_tinyfcn_checkpoint(path):
+        checkpoint = load_checkpoint(path)
+        if checkpoint["model"] is None:
+            raise ValueError(f"{path!r} holds no model weights (saved without model=)")
+        _warn_if_different(model, checkpoint["meta"], path)
+        state_dict = checkpoint["model"]
+    else:
+        state_dict = load_torch_state_dict(path)
+        if "features.0.weight" in state_dict and "conv1_1.weight" not in state_dict:
+            return load_vgg16_torchvision(model, state_dict)
+    try:
+        model.load_state_dict(state_dict, strict=strict)
+    except KeyError as e:
+        raise KeyError(f"{path!r}: {e.args[0]}") from e
+    return model
+
+
+def _encode(value: Any, where: str, arrays: dict | None = None) -> Any:
+    """``value`` as JSON; with ``arrays`` given, each array leaf goes there under its path and is
+    replaced by ``{"__array__": path}``. Raises TypeError naming what cannot be stored."""
+    if isinstance(value, np.ndarray) or is_cupy_array(value):
+        if arrays is None:
+            raise TypeError(f"{where} is an array: pass arrays in state=, not as metadata")
+        if where in arrays:
+            raise ValueError(f"two state entries are both stored as {where!r}")
+        if value.dtype == object:
+            raise TypeError(f"{where} is an object array: it would need pickle to load")
+        arrays[where] = asnumpy(value)
+        return {"__array__": where}
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        for k in value:
+            if not isinstance(k, str):
+                raise TypeError(f"{where} has the key {k!r}: checkpoint keys must be strings")
+        return {k: _encode(v, f"{where}/{k}", arrays) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v, f"{where}/{i}", arrays) for i, v in enumerate(value)]
+    raise TypeError(f"{where} ({type(value).__name__}) cannot be stored in a checkpoint")
+
+
+def _decode(layout: Any, arrays: dict, path: str) -> Any:
+    if isinstance(layout, dict) and set(layout) == {"__array__"}:
+        if layout["__array__"] not in arrays:
+            raise ValueError(f"{path!r} is missing the state array {layout['__array__']!r}")
+        return arrays[layout["__array__"]]
+    if isinstance(layout, dict):
+        return {k: _decode(v, arrays, path) for k, v in layout.items()}
+    if isinstance(layout, list):
+        return [_decode(v, arrays, path) for v in layout]
+    return layout
+
+
+def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> None:
+    """``write(file)`` into a temporary file beside ``path``, fsync it, rename it over ``path``.
+
+    ``os.replace`` is atomic (POSIX and Windows): readers see the old file or the complete new
+    one. On any failure, Ctrl-C included, the temporary file is removed and the old one stays.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    mode = _file_mode(path)
+    tmp = tempfile.NamedTemporaryFile(
+        delete=False, dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+    )
+    try:
+        with tmp:
+            write(tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())  # the bytes are on disk before the name points at them
+        os.chmod(tmp.name, mode)  # NamedTemporaryFile makes 0600 files
+        os.replace(tmp.name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp.name)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX only)
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _file_mode(path: str) -> int:
+    """Permission bits for the new file: the old file's, else what ``open`` would give."""
+    if os.path.exists(path):
+        return os.stat(path).st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _is_tinyfcn_checkpoint(path: str) -> bool:
+    """By name (``.npz``) or by content (a zip holding ``__meta__.npy``); ``.pth`` files are zips
+    too, since PyTorch 1.6."""
+    if path.endswith(".npz"):
+        return True
+    try:
+        with zipfile.ZipFile(path) as z:
+            return f"{META_KEY}.npy" in z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _warn_if_different(model: Any, meta: dict, path: str) -> None:
+    """Same keys and shapes do not make the same network (FCN8s vs FCN8sAtOnce, paper vs compact
+    geometry): say so when the checkpoint came from another class or configuration."""
+    config = getattr(model, "config", None)
+    config = json.loads(json.dumps(_encode(config, "model.config")))
+    ours, theirs = (type(model).__name__, config), (meta.get("model_class"), meta.get("config"))
+    if ours != theirs:
+        warnings.warn(
+            f"{path!r} was saved from {theirs[0]} {theirs[1]}, loading into {ours[0]} {ours[1]}",
+            stacklevel=3,
+        )
+
+
+def _version() -> str:
+    from . import __version__  # at call time: tinyfcn/__init__ may import this module
+
+    return __version__
+
+
+# --- PyTorch state dicts -------------------------------------------------------------------------
+
+
+def _import_torch():
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError(
+            "reading or writing PyTorch .pth files needs PyTorch, which tinyfcn does not "
+            "otherwise depend on: pip install torch (the CPU build is enough)"
+        ) from e
+    return torch
+
+
+def load_torch_state_dict(path_or_dict: str | os.PathLike | Mapping) -> OrderedDict:
+    """``{name: np.ndarray}`` from a PyTorch ``.pth`` file or an in-memory dict of tensors.
+
+    Accepts a plain state dict or a training checkpoint keeping it under ``model_state_dict``
+    (pytorch-fcn's trainer), ``state_dict`` or ``model``; strips DataParallel's ``module.``
+    prefix. Files are read with ``torch.load(map_location="cpu", weights_only=True)``, which
+    never runs pickled code. Arrays may share memory with the tensors of a dict passed in.
+    """
+    if isinstance(path_or_dict, Mapping):
+        obj, source = path_or_dict, "the given dict"
+    else:
+        source = repr(os.fspath(path_or_dict))
+        if not os.path.exists(os.fspath(path_or_dict)):
+            raise FileNotFoundError(f"PyTorch file {source} does not exist")
+        torch = _import_torch()
+        try:
+            obj = torch.load(os.fspath(path_or_dict), map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ValueError(
+                f"cannot read {source} with torch.load(weights_only=True): {type(e).__name__}: {e}"
+            ) from e
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{source} holds a {type(obj).__name__}, not a state dict")
+    for key in ("model_state_dict", "state_dict", "model"):
+        if isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    out = OrderedDict()
+    for key, value in obj.items():
+        name = key[len("module.") :] if key.startswith("module.") else key
+        if name in out:
+            raise ValueError(f"{source}: {key!r} and {name!r} name the same parameter")
+        out[name] = _tensor_to_numpy(value, key, source, list(obj))
+    return out
+
+
+def _tensor_to_numpy(value: Any, key: str, source: str, keys: list) -> np.ndarray:
+    if isinstance(value, np.ndarray) or is_cupy_array(value):
+        return asnumpy(value)
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+        tensor = value.detach().cpu()
+        if tensor.dtype == _import_torch().bfloat16:  # NumPy has no bfloat16; float32 is exact
+            tensor = tensor.float()
+        return tensor.numpy()
+    raise ValueError(
+        f"{source}: entry {key!r} is a {type(value).__name__}, not a tensor, so this is not a "
+        f"state dict (keys: {keys[:8]}); a training checkpoint should keep the weights under "
+        "'model_state_dict' or 'state_dict'"
+    )
+
+
+def save_torch_state_dict(model: Any, path: str | os.PathLike) -> None:
+    """Export ``model``'s weights as a PyTorch state dict (``torch.save``, atomic), by
+    PyTorch's names and layouts: loadable into the pytorch-fcn models with ``load_state_dict``."""
+    torch = _import_torch()
+    state_dict = OrderedDict(
+        (name, torch.from_numpy(np.ascontiguousarray(asnumpy(value))))
+        for name, value in model.state_dict().items()
+    )
+    _atomic_write(path, lambda f: torch.save(state_dict, f))
+
+
+# --- torchvision's ImageNet VGG16 ----------------------------------------------------------------
+
+
+def _torchvision_vgg16_names() -> dict[str, str]:
+    """torchvision's ``features`` is one Sequential, (Conv2d, ReLU) per conv and a MaxPool2d per
+    stage; its ``classifier`` is (Linear, ReLU, Dropout) x 2 then Linear."""
+    names, i = {}, 0
+    for s, (convs, _) in enumerate(VGG16_STAGES, start=1):
+        for c in range(1, convs + 1):
+            names[f"features.{i}"] = f"conv{s}_{c}"
+            i += 2  # Conv2d, ReLU
+        i += 1  # MaxPool2d
+    names.update({"classifier.0": "fc6", "classifier.3": "fc7", "classifier.6": "fc8"})
+    return names
+
+
+# features.0 -> conv1_1, features.2 -> conv1_2, features.5 -> conv2_1, ... features.28 -> conv5_3
+TORCHVISION_VGG16 = _torchvision_vgg16_names()
+
+
+def load_vgg16_torchvision(model: Any, state_dict_or_path: str | os.PathLike | Mapping) -> Any:
+    """Load torchvision's VGG16 ImageNet weights (``vgg16-397923af.pth``) into ``model``.
+
+    Into a ``VGG16``: copied (dense), or fc6/fc7/fc8 reshaped (``fully_conv=True``). Into an FCN:
+    the 13 convs copied, fc6 (4096, 25088) -> (4096, 512, 7, 7) and fc7 (4096, 4096) ->
+    (4096, 4096, 1, 1) (convolutionalization: the flatten was C-major, so a reshape is exact),
+    fc8 dropped: FCN's score layers start at zero. Every missing or unexpected key and every
+    shape mismatch is named in one KeyError. Returns ``model``.
+    """
+    from .models.fcn import FCNBase
+    from .models.vgg import VGG16
+
+    if not isinstance(model, (VGG16, FCNBase)):
+        raise TypeError(f"expected a tinyfcn VGG16 or FCN model, got {type(model).__name__}")
+    source = (
+        "the given dict"
+        if isinstance(state_dict_or_path, Mapping)
+        else repr(os.fspath(state_dict_or_path))
+    )
+    weights = load_torch_state_dict(state_dict_or_path)
+    layers = [k for k in TORCHVISION_VGG16 if isinstance(model, VGG16) or k != "classifier.6"]
+    expected = [f"{layer}.{kind}" for layer in layers for kind in ("weight", "bias")]
+    dropped = set() if isinstance(model, VGG16) else {"classifier.6.weight", "classifier.6.bias"}
+    own = dict(model.named_parameters())
+    loaded, mismatched = {}, []
+    for key in (k for k in expected if k in weights):
+        layer, kind = key.rsplit(".", 1)
+        name, value = f"{TORCHVISION_VGG16[layer]}.{kind}", weights[key]
+        target = own[name].shape
+        if value.shape == target:
+            loaded[name] = value
+        elif value.ndim == 2 and len(target) == 4 and value.shape == (target[0], _prod(target[1:])):
+            loaded[name] = value.reshape(target)  # a dense layer as a conv
+        else:
+            mismatched.append(f"{key} {value.shape} -> {name} {target}")
+    problems = []
+    if missing := [k for k in expected if k not in weights]:
+        problems.append("missing keys: " + ", ".join(missing))
+    if unexpected := [k for k in weights if k not in expected and k not in dropped]:
+        bn = any("running_" in k for k in unexpected)
+        hint = " (batch-norm statistics: vgg16_bn weights? tinyfcn's VGG16 has no batch norm)"
+        problems.append("unexpected keys: " + ", ".join(unexpected) + (hint if bn else ""))
+    if mismatched:
+        problems.append("shape mismatch: " + "; ".join(mismatched) + _vgg_hint(model, weights))
+    if problems:
+        raise KeyError(
+            f"cannot load torchvision VGG16 weights from {source} into {type(model).__name__}: "
+            + " | ".join(problems)
+        )
+    model.load_state_dict(loaded, strict=False)
+    return model
+
+
+def _vgg_hint(model: Any, weights: dict) -> str:
+    hint = (
+        ". ImageNet VGG16 weights fit width=1.0, fc_channels=4096, a 7x7 fc6 and 3 input channels"
+    )
+    if "features.0.weight" in weights:
+        theirs, ours = weights["features.0.weight"].shape[0], model.conv1_1.out_channels
+        if theirs != ours:
+            hint += (
+                f"; these have {theirs} conv1_1 channels (width {theirs / 64:g}), the model has "
+                f"{ours} (width={model.width:g})"
+            )
+    return hint
+
+
+def _prod(shape: tuple) -> int:
+    return int(np.prod(shape))
