@@ -284,10 +284,28 @@ def test_no_grad_keeps_no_cache_and_restores_the_mode():
         assert not is_grad_enabled(), "leaving a nested no_grad must not re-enable gradients"
     assert is_grad_enabled()
     np.testing.assert_array_equal(y, model(x))  # same output with and without no_grad
+    fresh = Sequential(Affine(3), ReLU())
     with no_grad():
-        model(x)
+        fresh(x)
     with pytest.raises(RuntimeError, match="no_grad"):
-        model.backward(np.ones_like(y))
+        fresh.backward(np.ones_like(y))
+
+
+def test_a_no_grad_forward_leaves_an_earlier_cache_valid():
+    """As in PyTorch: evaluating under no_grad between a forward and its backward is harmless."""
+    rng = np.random.default_rng(0)
+    model = Sequential(Affine(3), ReLU(), Dropout(0.5, seed=1))
+    x, dy = rng.standard_normal((1, 3, 2, 2)), rng.standard_normal((1, 3, 2, 2))
+    model(x)
+    expected = model.backward(dy)
+    model(x)
+    with no_grad():
+        model(rng.standard_normal((1, 3, 4, 4)))
+    model[2].rng = np.random.default_rng(1)  # the same dropout mask as the first forward
+    model(x)
+    with no_grad():
+        model.eval()(rng.standard_normal((1, 3, 4, 4)))
+    np.testing.assert_array_equal(model.backward(dy), expected)
 
 
 def test_no_grad_restores_the_mode_after_an_exception():

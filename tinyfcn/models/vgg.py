@@ -118,8 +118,14 @@ class VGG16(VGGTrunk):
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
-        self.config = dict(num_classes=num_classes, width=width, fc_channels=fc_channels,
-                           in_channels=in_channels, fully_conv=fully_conv, dropout=dropout)
+        self.config = dict(
+            num_classes=num_classes,
+            width=width,
+            fc_channels=fc_channels,
+            in_channels=in_channels,
+            fully_conv=fully_conv,
+            dropout=dropout,
+        )
         self._build_trunk(width, in_channels, first_padding=1)
         c5 = self.pool_channels["pool5"]
         fc = scaled(4096, width) if fc_channels is None else int(fc_channels)

@@ -49,18 +49,15 @@ class Dropout(Module):
     def forward(self, x: Any) -> Any:
         check_float_array(x, "input", type(self).__name__)
         if not self.training or self.p == 0.0:
-            self._save(None)
-            object.__setattr__(self, "_identity", True)
+            self._save((None,))  # identity: no mask
             return x
-        object.__setattr__(self, "_identity", False)
         y, mask = type(self)._forward_fn(x, self.p, self.rng)
-        self._save(mask)
+        self._save((mask,))
         return y
 
     def backward(self, dy: Any) -> Any:
-        if self.__dict__.get("_identity"):
-            return dy
-        return dropout_backward(dy, self._take_cache())
+        (mask,) = self._take_cache()
+        return dy if mask is None else dropout_backward(dy, mask)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

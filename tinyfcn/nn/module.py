@@ -64,8 +64,10 @@ class Module:
         return self.forward(*args, **kwargs)
 
     def _save(self, cache: Any) -> None:
-        """Keep ``cache`` for backward, unless inside ``no_grad()``."""
-        object.__setattr__(self, "_cache", cache if is_grad_enabled() else None)
+        """Keep ``cache`` for backward. Inside ``no_grad()`` nothing is kept and an earlier
+        forward's cache is left as it was (its backward stays valid, as in PyTorch)."""
+        if is_grad_enabled():
+            object.__setattr__(self, "_cache", cache)
 
     def _take_cache(self) -> Any:
         """The cache of the last forward; backward consumes it (one backward per forward)."""
