@@ -9,10 +9,10 @@ import torch.nn.functional as F
 
 from tests.helpers import assert_close
 from tinyfcn import nn
-from tinyfcn.backend import asnumpy
 from tinyfcn.gradcheck import relative_error
 from tinyfcn.models import VGG16, FCN8s, FCN8sAtOnce, FCN16s, FCN32s, geometry
 from tinyfcn.models.surgery import bilinear_kernel, convolutionalize
+from tinyfcn.torch_twin import build_torch_twin
 
 VARIANTS = [FCN32s, FCN16s, FCN8s, FCN8sAtOnce]
 SMALL = dict(num_classes=5, width=1 / 16, fc_channels=16)
@@ -26,65 +26,16 @@ def randomise(model, seed=0):
     return model
 
 
-# --- the PyTorch twin: the same graph, written with torch.nn.functional --------------------------
-
-
-def torch_twin_forward(model, params: dict, x: torch.Tensor) -> torch.Tensor:
-    """The reference forward of a tinyfcn FCN, from its layer hyperparameters and torch weights."""
-
-    def conv(name, h):
-        layer = getattr(model, name)
-        return F.conv2d(
-            h, params[f"{name}.weight"], params.get(f"{name}.bias"), layer.stride, layer.padding
-        )
-
-    def up(name, h):
-        layer = getattr(model, name)
-        return F.conv_transpose2d(h, params[f"{name}.weight"], None, layer.stride, layer.padding)
-
-    def crop(h, blob, like_hw):
-        o = model.crop_offsets[blob]
-        return h[:, :, o : o + like_hw[0], o : o + like_hw[1]]
-
-    H, W = x.shape[2:]
-    if model.geometry == "compact":
-        x = F.pad(x, (0, -W % 32, 0, -H % 32))
-    h, pools = x, {}
-    for stage in model.stage_names:
-        for name in stage:
-            if name.startswith("conv"):
-                h = F.relu(conv(name, h))
-            elif name.startswith("pool"):
-                h = F.max_pool2d(h, 2, 2, ceil_mode=True)
-                pools[name] = h
-    h = F.relu(conv("fc7", F.relu(conv("fc6", pools["pool5"]))))  # dropout: eval mode
-    score = conv("score_fr", h)
-    scales = (
-        {"pool4": model.POOL4_SCALE, "pool3": model.POOL3_SCALE}
-        if isinstance(model, FCN8s)
-        else {"pool4": 1.0}
-    )
-    for i, (name, _, _) in enumerate(model.UPSAMPLING[:-1]):
-        score = up(name, score)
-        pool = model.SKIPS[i]
-        skip = conv(f"score_{pool}", pools[pool] * scales[pool])
-        score = score + crop(skip, f"score_{pool}", score.shape[2:])
-    last = model.UPSAMPLING[-1][0]
-    return crop(up(last, score), last, (H, W))
-
-
 @pytest.mark.parametrize("geometry_", ["paper", "compact"])
 @pytest.mark.parametrize("cls", VARIANTS, ids=lambda c: c.__name__)
 def test_parity_with_pytorch_twin(cls, geometry_):
     """Scores, input gradient and every parameter gradient equal PyTorch's in float64."""
     model = randomise(cls(geometry=geometry_, **SMALL).double()).eval()
+    twin = build_torch_twin(model, dtype=torch.float64)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 3, 37, 45))
-    params = {
-        k: torch.tensor(asnumpy(v), requires_grad=True) for k, v in model.state_dict().items()
-    }
     xt = torch.tensor(x, requires_grad=True)
-    yt = torch_twin_forward(model, params, xt)
+    yt = twin(xt)
     y = model(x)
     assert y.shape == (2, 5, 37, 45)
     dy = rng.standard_normal(y.shape)
@@ -95,8 +46,10 @@ def test_parity_with_pytorch_twin(cls, geometry_):
         "scores": relative_error(y, yt.detach().numpy()),
         "input": relative_error(dx, xt.grad.numpy()),
     }
+    theirs = dict(twin.named_parameters())
+    assert set(theirs) == {name for name, _ in model.named_parameters()}
     for name, p in model.named_parameters():
-        errors[name] = relative_error(p.grad, params[name].grad.numpy())
+        errors[name] = relative_error(p.grad, theirs[name].grad.numpy())
     worst = max(errors, key=errors.get)
     assert errors[worst] < 1e-8, f"largest relative error {errors[worst]:.2e} in {worst}"
 
