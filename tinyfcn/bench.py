@@ -8,8 +8,11 @@ training step: forward, then backward with a random upstream gradient made once,
 dx, dW and db in both (torch's input requires grad). A conv's FLOPs are 2*MACs forward and
 3 times that forward+backward. PyTorch is imported only inside the benchmark functions.
 
-OpenBLAS threads spin after each call and starve PyTorch's threads unless
-``OPENBLAS_THREAD_TIMEOUT`` is set before NumPy loads, so ``main`` re-executes itself with it set.
+Fair timing on a small shared machine takes three precautions: OpenBLAS's idle threads spin and
+starve PyTorch's unless ``OPENBLAS_THREAD_TIMEOUT`` is set before NumPy loads (``main``
+re-executes itself with it set); PyTorch's OpenMP threads spin for 5-10 ms after each call, so
+every timed block starts after a 20 ms pause; and rounds that another process disturbed are
+run again (``--quiet-wait``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from .backend import asnumpy, check_device, to_device
 
 THREAD_TIMEOUT = "4"  # OpenBLAS idle threads sleep after 2**4 spin cycles
 GEMM_SIZE = 2048
+SETTLE_S = 0.02  # idle time before each timed block, for the other library's threads to sleep
 PASSES = ("fwd", "fwd+bwd")
 LIBS = ("tinyfcn", "torch")
 # fwd+bwd ratio (tinyfcn / torch) the kernels aim for; the table marks a group member above it
@@ -202,6 +206,48 @@ class OtherLoad:
         return max(0.0, (busy - self.busy0 - (_own_cpu() - self.own0)) / max(wall, 1e-9))
 
 
+class QuietGate:
+    """Wait for other processes to go idle before a round, and re-run a round they disturbed.
+
+    Spends at most ``budget_s`` seconds in all on waiting and on re-run rounds, then lets the
+    run finish as it is; the header records the other load during every kept round. 0: off.
+    """
+
+    THRESHOLD = 0.1  # cores kept busy by other processes
+
+    def __init__(self, budget_s: float) -> None:
+        self.budget_s, self.spent_s, self.waited_s = budget_s, 0.0, 0.0
+        self.rerun, self.loads = 0, []
+
+    def wait(self) -> None:
+        start = time.perf_counter()
+        while self.spent_s + time.perf_counter() - start < self.budget_s:
+            load = busy_cores(0.5)
+            if load is None or load < self.THRESHOLD:
+                break
+        waited = time.perf_counter() - start
+        self.spent_s += waited
+        self.waited_s += waited
+
+    def disturbed(self, load: OtherLoad) -> bool:
+        """True when the round just run should be thrown away and run again."""
+        cores, round_s = load.cores(), time.perf_counter() - load.t0
+        if cores is not None and cores >= self.THRESHOLD and self.spent_s < self.budget_s:
+            self.rerun += 1
+            self.spent_s += round_s
+            return True
+        self.loads.append(cores)
+        return False
+
+    def summary(self) -> dict:
+        return {
+            "budget_s": self.budget_s,
+            "waited_s": self.waited_s,
+            "rounds_rerun": self.rerun,
+            "round_loads": self.loads,
+        }
+
+
 def _own_cpu() -> float:
     t = os.times()
     return t.user + t.system
@@ -270,9 +316,15 @@ def _synchronizer(device: str, torch):
     return sync
 
 
-def _time_block(run, number: int, sync) -> float:
-    """Seconds per call of ``run()``, over ``number`` back-to-back calls (gc paused inside)."""
-    gc.collect()
+def _time_block(run, number: int, sync, settle_s: float = SETTLE_S) -> float:
+    """Seconds per call of ``run()``, over ``number`` back-to-back calls (gc paused inside).
+
+    Sleeps ``settle_s`` first: PyTorch's OpenMP (libgomp) workers spin for 5-10 ms after each
+    call, and a NumPy call started meanwhile gets one core instead of two (measured: conv5_1
+    forward 10.1 ms right after a torch call, 6.2 ms after 20 ms). OpenBLAS's threads sleep at
+    once with OPENBLAS_THREAD_TIMEOUT=4, so the pause makes the two libraries start alike.
+    """
+    time.sleep(settle_s)
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -303,10 +355,17 @@ class GemmProbe:
         self.runs = {"numpy": lambda: da @ db, "torch": lambda: ta @ tb}
         self.samples: dict[str, list[float]] = {lib: [] for lib in self.runs}
 
+    def measure(self) -> dict[str, float]:
+        """One GFLOP/s figure per library."""
+        return {
+            lib: 2 * self.n**3 / _time_block(run, 1, self.sync) / 1e9
+            for lib, run in self.runs.items()
+        }
+
     def sample(self, repeats: int = 1) -> None:
-        for lib, run in self.runs.items():
-            for _ in range(repeats):
-                self.samples[lib].append(2 * self.n**3 / _time_block(run, 1, self.sync) / 1e9)
+        for _ in range(repeats):
+            for lib, gflops in self.measure().items():
+                self.samples[lib].append(gflops)
 
     def summary(self) -> dict:
         out: dict[str, Any] = {"n": self.n}
@@ -379,8 +438,8 @@ def bench_layers(
     json_path: str | None = None,
     **options: Any,
 ) -> list[dict]:
-    """One row per (layer, pass); ``options`` (warmup, min_block_s, gemm_size, progress) and
-    the timing method are described at ``run_benchmark``, which also returns the header."""
+    """One row per (layer, pass); ``options`` (warmup, min_block_s, gemm_size, quiet_wait_s,
+    progress) and the timing method are described at ``run_benchmark`` (which adds the header)."""
     return run_benchmark(rounds, size, batch, device, layers, json_path, **options)[1]
 
 
@@ -395,6 +454,7 @@ def run_benchmark(
     warmup: int = 2,
     min_block_s: float = 0.02,
     gemm_size: int = GEMM_SIZE,
+    quiet_wait_s: float = 0.0,
     progress: bool = False,
 ) -> tuple[dict, list[dict]]:
     """(header, rows): each layer's fwd and fwd+bwd in tinyfcn and torch, a row per (layer, pass).
@@ -402,6 +462,7 @@ def run_benchmark(
     Each timed block runs a layer ``number`` times back to back (enough calls to last
     ``min_block_s`` for the faster library, chosen in the last warm-up round; 1 for big layers)
     and records seconds per call. Rows carry medians, minima, maxima and every sample in ms.
+    ``quiet_wait_s`` > 0 waits for other processes to go idle and re-runs disturbed rounds.
     """
     torch = _import_torch()
     check_device(device)
@@ -429,7 +490,6 @@ def run_benchmark(
     header = machine_header(torch, device)
     header.update(rounds=rounds, warmup=warmup, size=size, batch=batch, dtype="float32")
     header["busy_cores_before"] = busy_cores()
-    others = OtherLoad().start()
     gemm = GemmProbe(device, torch, sync, gemm_size)
     gemm.sample()  # warm-up, discarded
     gemm.samples = {lib: [] for lib in gemm.samples}
@@ -458,30 +518,45 @@ def run_benchmark(
         setups.append((spec, tuple(x.shape), out_shape, cases, err))
 
     times = {(s.name, p, lib): [] for s in specs for p in PASSES for lib in LIBS}
-    number = {}
-    for r in range(warmup + rounds):
+    number: dict[tuple[str, str], int] = {}
+    quiet = QuietGate(quiet_wait_s)
+    r = 0
+    while r < warmup + rounds:
+        quiet.wait()
         if progress:
-            kind = "warm-up" if r < warmup else "round"
-            print(
-                f"  {kind} {r + 1 if r < warmup else r - warmup + 1}", file=sys.stderr, flush=True
-            )
+            kind, i = ("warm-up", r + 1) if r < warmup else ("round", r - warmup + 1)
+            print(f"  {kind} {i}", file=sys.stderr, flush=True)
+        gc.collect()  # once a round: a collection costs ~70 ms with torch loaded
+        load = OtherLoad().start()
         order = LIBS if r % 2 == 0 else LIBS[::-1]
-        if r >= warmup:
-            gemm.sample()
+        measured = {}
+        gemm_round = gemm.measure() if r >= warmup else {}
         for spec, _, _, cases, _ in setups:
             for pss in PASSES:
-                n = number.get((spec.name, pss), 1)
                 for lib in order:
                     setup, run = cases[(pss, lib)]
                     setup()
-                    t = _time_block(run, n, sync)
-                    times[(spec.name, pss, lib)].append(t)
-                if r == warmup - 1:
-                    fastest = min(times[(spec.name, pss, lib)][-1] for lib in LIBS)
-                    number[(spec.name, pss)] = max(1, min(1000, math.ceil(min_block_s / fastest)))
+                    measured[(spec.name, pss, lib)] = _time_block(
+                        run, number.get((spec.name, pss), 1), sync
+                    )
+        if quiet.disturbed(load):
+            if progress:
+                print("    disturbed by another process: again", file=sys.stderr, flush=True)
+            continue
+        for key, t in measured.items():
+            times[key].append(t)
+        for lib, gflops in gemm_round.items():
+            gemm.samples[lib].append(gflops)
+        if r == warmup - 1:  # calls per timed block, from the faster library's best warm-up
+            for spec in specs:
+                for pss in PASSES:
+                    fastest = min(min(times[(spec.name, pss, lib)]) for lib in LIBS)
+                    n = max(1, min(1000, math.ceil(min_block_s / fastest)))
+                    number[(spec.name, pss)] = n
+        r += 1
     gemm.sample(repeats=3)
     header["gemm"] = gemm.summary()
-    header["busy_cores_during"] = others.cores()
+    header["quiet"] = quiet.summary()
     peak = header["gemm"]["numpy_gflops"]
     rows = []
     for spec, in_shape, out_shape, _, err in setups:
@@ -558,20 +633,20 @@ def format_header(header: dict) -> str:
         f"{gemm['numpy_median_gflops']:.1f}), torch {gemm['torch_gflops']:.1f} GFLOP/s "
         f"(median {gemm['torch_median_gflops']:.1f})",
         f"batch {header['batch']}, {header['size']}x{header['size']} input, "
-        f"{header['dtype']}, {header['rounds']} rounds + {header['warmup']} warm-up, "
+        f"{header['dtype']}, {_plural(header['rounds'], 'round')} + {header['warmup']} warm-up, "
         "tinyfcn and torch alternated within each round",
     ]
-    busy = [header.get(k) for k in ("busy_cores_before", "busy_cores_during")]
-    lines.append(
-        "other processes kept {} cores busy before the run, {} during it".format(
-            *(_num(b, 0, 2).strip() for b in busy)
-        )
-        + (
-            ": WARNING, the timings are unreliable"
-            if any(b is not None and b > 0.2 for b in busy)
-            else ""
-        )
+    q = header["quiet"]
+    loads = [x for x in q["round_loads"] if x is not None]
+    line = f"other processes: {_num(header['busy_cores_before'], 0, 2)} cores busy before the run"
+    if loads:
+        line += f", {statistics.median(loads):.2f} median / {max(loads):.2f} max in a kept round"
+    line += (
+        f"; {_plural(q['rounds_rerun'], 'round')} re-run, {q['waited_s']:.0f} s waited for quiet"
     )
+    if loads and max(loads) >= QuietGate.THRESHOLD:
+        line += "\nWARNING: other processes ran during the timed rounds; the timings are unreliable"
+    lines.append(line)
     return "\n".join(lines)
 
 
@@ -617,6 +692,10 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(out[1:])
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _ms(median: float, lo: float, hi: float) -> str:
     return f"{median:.2f} ({lo:.2f}-{hi:.2f})"
 
@@ -642,6 +721,13 @@ def build_parser() -> argparse.ArgumentParser:
     layers.add_argument("--only", help="comma-separated layer names, e.g. conv3_1,fc7")
     layers.add_argument("--json", dest="json_path", help="also write header and rows as JSON")
     layers.add_argument("--quick", action="store_true", help="smoke test: 3 rounds, size 112")
+    layers.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=300.0,
+        help="seconds to spend, in all, waiting for other processes to go idle before a round "
+        "and re-running rounds they disturbed (default 300; 0: off)",
+    )
     return parser
 
 
@@ -672,6 +758,7 @@ def main(argv: list[str] | None = None) -> int:
         layers=args.only.split(",") if args.only else None,
         json_path=args.json_path,
         warmup=args.warmup,
+        quiet_wait_s=args.quiet_wait,
         progress=True,
     )
     print(format_header(header))

@@ -1,0 +1,84 @@
+"""Smoke test of the layer benchmark: it runs, and its rows say what they should (no timings)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+
+import pytest
+
+from tinyfcn.bench import bench_layers, format_table, layer_specs, main, totals
+
+pytest.importorskip("torch")
+
+LAYERS = ["conv3_1", "pool5", "score_pool4"]
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "layers.json"
+    unset = os.environ.get("OPENBLAS_THREAD_TIMEOUT") is None  # then the ratios are suspect
+    with pytest.warns(RuntimeWarning, match="OPENBLAS") if unset else contextlib.nullcontext():
+        out = bench_layers(
+            rounds=1, size=32, layers=LAYERS, json_path=str(path), warmup=1, gemm_size=256
+        )
+    return out, path
+
+
+def test_rows_have_positive_times_and_sane_keys(rows):
+    out, _ = rows
+    assert [(r["layer"], r["pass"]) for r in out] == [
+        (name, p) for name in LAYERS for p in ("fwd", "fwd+bwd")
+    ]
+    for r in out:
+        for lib in ("tinyfcn", "torch"):
+            assert 0 < r[f"{lib}_min_ms"] <= r[f"{lib}_ms"] <= r[f"{lib}_max_ms"], r
+            assert len(r[f"{lib}_samples_ms"]) == 1
+        assert r["ratio"] > 0 and math.isfinite(r["ratio"])
+        assert r["max_rel_err"] < 1e-3, f"{r['layer']}: tinyfcn and torch disagree"
+        assert r["calls_per_block"] >= 1
+    conv = {r["pass"]: r for r in out if r["layer"] == "conv3_1"}
+    assert conv["fwd"]["input_shape"] == [1, 128, 8, 8]  # 32 -> conv3 at 32 / 4
+    assert conv["fwd"]["output_shape"] == [1, 256, 8, 8]
+    assert conv["fwd"]["flops"] == 2 * 256 * 128 * 9 * 8 * 8
+    assert conv["fwd+bwd"]["flops"] == 3 * conv["fwd"]["flops"]
+    assert conv["fwd"]["tinyfcn_gflops"] > 0 and conv["fwd"]["peak_fraction"] > 0
+    pool = next(r for r in out if r["layer"] == "pool5")
+    assert pool["flops"] == 0 and pool["tinyfcn_gflops"] is None
+
+
+def test_json_and_table(rows):
+    out, path = rows
+    saved = json.loads(path.read_text())
+    assert set(saved) == {"header", "rows", "totals"}
+    assert saved["header"]["cores"] >= 1 and saved["header"]["gemm"]["numpy_gflops"] > 0
+    assert [r["layer"] for r in saved["rows"]] == [r["layer"] for r in out]
+    table = format_table(out)
+    for name in LAYERS + ["TOTAL"]:
+        assert name in table
+    total = next(t for t in totals(out) if t["layer"] == "TOTAL" and t["pass"] == "fwd")
+    assert total["tinyfcn_ms"] == pytest.approx(
+        sum(r["tinyfcn_ms"] for r in out if r["pass"] == "fwd")
+    )
+
+
+def test_layer_list_matches_fcn8s_at_224():
+    specs = {s.name: s for s in layer_specs(224)}
+    assert len(specs) == 26
+    assert (specs["conv2_1"].hw, specs["conv5_3"].hw, specs["fc6"].hw) == (112, 14, 7)
+    assert (specs["score_pool3"].hw, specs["upscore8"].hw) == (28, 28)
+
+
+def test_unknown_layer_is_named():
+    with pytest.raises(ValueError, match="conv9_9"):
+        bench_layers(rounds=1, size=32, layers=["conv9_9"])
+
+
+def test_main_runs_without_reexec(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "4")  # present: main must not re-exec
+    argv = "layers --quick --rounds 1 --warmup 1 --size 32 --quiet-wait 0 --only score_fr".split()
+    assert main(argv + ["--json", str(tmp_path / "b.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "GEMM peak" in printed and "score_fr" in printed
