@@ -557,3 +557,26 @@ def test_conv2d_functional_rejects_bad_input(xp):
         ValueError, match=r"conv2d backward expected dy of shape \(2, 4, 6, 5\), got \(2, 4, 5, 6\)"
     ):
         conv2d_backward(xp.zeros((2, 4, 5, 6)), cache)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_weight_grad_is_written_into_the_zeroed_grad_buffer(xp, batch):
+    """After zero_grad the weight-gradient GEMM writes straight into .grad (no temporary); a
+    second backward without zero_grad still accumulates."""
+    rng = np.random.default_rng(40)
+    layer = Conv2d(3, 4, (3, 2), padding=1).double().to("cpu" if xp is np else "cuda")
+    x = xp.asarray(rng.standard_normal((batch, 3, 6, 5)))
+    dy = xp.asarray(rng.standard_normal((batch, 4, 6, 6)))
+    layer(x)
+    layer.backward(dy)
+    first = layer.weight.grad.copy()
+    buffer = layer.weight.grad
+    layer.zero_grad()
+    assert layer.weight.writable_grad() is buffer
+    layer(x)
+    layer.backward(dy)
+    assert layer.weight.grad is buffer and layer.weight.writable_grad() is None
+    assert_close(buffer, first, "dW written in place")
+    layer(x)
+    layer.backward(dy)
+    assert_close(layer.weight.grad, 2 * first, "dW accumulated over two backward passes")

@@ -223,15 +223,20 @@ def conv2d(
     return conv2d_forward(x, weight, bias, stride, padding, dilation)[0]
 
 
-def conv2d_weight_grad(dy: Any, cols: Any, weight_shape: tuple[int, ...]):
-    """dW = sum_n dy[n] @ cols[n]^T: dy (N, O, Ho, Wo), cols (N, C*kh*kw, Ho*Wo) -> weight_shape."""
+def conv2d_weight_grad(dy: Any, cols: Any, weight_shape: tuple[int, ...], out: Any = None):
+    """dW = sum_n dy[n] @ cols[n]^T: dy (N, O, Ho, Wo), cols (N, C*kh*kw, Ho*Wo) -> weight_shape.
+
+    ``out``: an optional array of ``weight_shape`` to write dW into (e.g. a zeroed .grad).
+    """
+    xp = get_array_module(dy, cols, out)
     N, O = dy.shape[:2]
     dy2 = dy.reshape(N, O, -1)
-    if N == 1:
-        dw = dy2[0] @ cols[0].T
-    else:
-        dw = (dy2 @ cols.transpose(0, 2, 1)).sum(axis=0)
-    return dw.reshape(weight_shape)
+    dw = xp.empty(weight_shape, dtype=dy.dtype) if out is None else out
+    dw2 = dw.reshape(O, -1)
+    xp.matmul(dy2[0], cols[0].T, out=dw2)
+    for n in range(1, N):
+        dw2 += dy2[n] @ cols[n].T
+    return dw
 
 
 def conv2d_input_grad(
@@ -260,13 +265,17 @@ def conv2d_input_grad(
 
 
 def conv2d_backward(
-    dy: Any, cache: Conv2dCache, need_input_grad: bool = True, overwrite_cols: bool = False
+    dy: Any,
+    cache: Conv2dCache,
+    need_input_grad: bool = True,
+    overwrite_cols: bool = False,
+    dw_out: Any = None,
 ):
     """(dx, dw, db) for y = conv2d(x, weight) + bias; ``db`` is None without a bias.
 
     dy (N, O, Ho, Wo) -> dx (N, C, H, W), dw (O, C, kh, kw), db (O,).
     ``overwrite_cols``: once dW is computed the im2col matrix is dead; W2^T @ dy (the same
-    shape) may then be written into it instead of a fresh array.
+    shape) may then be written into it instead of a fresh array. ``dw_out``: where to write dW.
     """
     get_array_module(dy, cache.weight)
     k, s, p, d = cache.args
@@ -277,7 +286,7 @@ def conv2d_backward(
         raise ValueError(
             f"conv2d backward expected dy of shape {(N, O, Ho, Wo)}, got {tuple(dy.shape)}"
         )
-    dw = conv2d_weight_grad(dy, cache.cols, cache.weight.shape)
+    dw = conv2d_weight_grad(dy, cache.cols, cache.weight.shape, out=dw_out)
     db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
     if not need_input_grad:
         return None, dw, db

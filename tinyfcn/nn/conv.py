@@ -70,7 +70,9 @@ class Conv2d(Module):
     def backward(self, dy: Any) -> Any:
         cache, x_dtype = self._take_cache()
         dy = dy.astype(self.weight.dtype, copy=False)
-        dx, dw, db = conv2d_backward(dy, cache, overwrite_cols=True)
+        dx, dw, db = conv2d_backward(
+            dy, cache, overwrite_cols=True, dw_out=self.weight.writable_grad()
+        )
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)

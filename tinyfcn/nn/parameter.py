@@ -21,6 +21,7 @@ class Parameter:
     ):
         self.data = data
         self.grad = None
+        self._grad_is_zero = False  # True right after zero_grad(): see writable_grad()
         self.requires_grad = requires_grad
         self.lr_mult = lr_mult
         self.decay_mult = decay_mult
@@ -42,19 +43,38 @@ class Parameter:
         return int(self.data.size)
 
     def accumulate(self, grad: Any) -> None:
-        """``self.grad += grad`` (allocated on first use; reused after ``zero_grad``)."""
+        """``self.grad += grad`` (allocated on first use; reused after ``zero_grad``).
+
+        ``grad`` may be ``writable_grad()`` itself, already written in place: then nothing moves.
+        """
         if not self.requires_grad:
             return
         if tuple(grad.shape) != self.shape:
             raise ValueError(f"gradient of shape {tuple(grad.shape)} for a parameter {self.shape}")
-        if self.grad is None:
+        if grad is self.grad:
+            pass
+        elif self.grad is None:
             self.grad = get_array_module(grad).array(grad, dtype=self.data.dtype, copy=True)
         else:
             self.grad += grad
+        self._grad_is_zero = False
 
     def zero_grad(self) -> None:
+        """Fill the gradient with zeros, keeping its memory (fc6's is 411 MB at full width)."""
         if self.grad is not None:
             self.grad.fill(0)
+            self._grad_is_zero = True
+
+    def writable_grad(self) -> Any:
+        """The gradient array if it holds only zeros (right after ``zero_grad``), else None.
+
+        A layer may then write its next gradient straight into it (e.g. as the ``out`` of the
+        weight-gradient GEMM) and pass that same array to ``accumulate``: no temporary array and
+        no extra addition.
+        """
+        if self.requires_grad and self._grad_is_zero:
+            return self.grad
+        return None
 
     def to(self, device: str | None = None, dtype: Any = None) -> Parameter:
         """Move (and/or cast) data and grad in place; returns self."""
