@@ -46,9 +46,23 @@ def test_summary_flops_of_full_width_conv1_2():
     assert rows["conv1_2"].flops == 2 * c * c * 9 * 224 * 224
 
 
-def test_demo_says_plainly_that_it_does_not_exist_yet(capsys):
-    assert main(["demo"]) == 2
-    assert "does not exist yet" in capsys.readouterr().err
+def test_demo_runs_end_to_end_and_writes_metrics_and_figures(tmp_path, monkeypatch, capsys):
+    """The main job, in its quick form (TINYFCN_QUICK=1: a few images, one epoch)."""
+    import json
+
+    from PIL import Image
+
+    monkeypatch.setenv("TINYFCN_QUICK", "1")
+    assert main(["demo", "--out", str(tmp_path), "--no-progress"]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("mean_iou", "pixel_accuracy", "mean_accuracy", "fw_iou", "iou"):
+        assert key in metrics
+    assert 0.0 <= metrics["mean_iou"] <= 1.0 and set(metrics["iou"]) >= {"background", "ring"}
+    for png in ("predictions.png", "learning_curve.png"):
+        with Image.open(tmp_path / png) as image:
+            assert image.size[0] > 200
+    assert (tmp_path / "checkpoint.npz").exists()
+    assert "mean IU" in capsys.readouterr().out
 
 
 def test_python_dash_m_and_help():

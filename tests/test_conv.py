@@ -250,10 +250,14 @@ def test_col2im_is_the_adjoint_of_im2col(xp, name):
         f"{name}: <im2col(x), c> = {lhs!r} vs <x, col2im(c)> = {rhs!r}"
     )
 
-    # both also match torch's unfold / fold, which use the same (c, i, j) row order
+    # both also match torch's unfold / fold, which use the same (c, i, j) row order but keep the
+    # batch as a leading axis: ours (C*kh*kw, N*L) is theirs (N, C*kh*kw, L) with N moved inside
     kw = dict(kernel_size=k, dilation=d, padding=p, stride=s)
-    assert_close(cols, F.unfold(to_torch(x), **kw), f"{name} im2col vs torch unfold")
-    assert_close(back, F.fold(to_torch(c), output_size=shape[2:], **kw), f"{name} col2im vs fold")
+    N, rows = shape[0], cols.shape[0]
+    theirs = F.unfold(to_torch(x), **kw).permute(1, 0, 2).reshape(rows, -1)
+    assert_close(cols, theirs, f"{name} im2col vs torch unfold")
+    c_batched = to_torch(c.reshape(rows, N, -1).transpose(1, 0, 2))
+    assert_close(back, F.fold(c_batched, output_size=shape[2:], **kw), f"{name} col2im vs fold")
 
 
 # --- central differences ---------------------------------------------------------------------

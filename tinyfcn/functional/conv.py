@@ -2,14 +2,17 @@
 
 Shapes (NCHW, PyTorch's weight layout)::
 
-    x      (N, C, H, W)           weight (O, C, kh, kw)          bias (O,)
-    cols   (N, C*kh*kw, Ho*Wo)    y      (N, O, Ho, Wo)
+    x      (N, C, H, W)             weight (O, C, kh, kw)          bias (O,)
+    cols   (C*kh*kw, N*Ho*Wo)       y      (N, O, Ho, Wo)
     Ho = floor((H + 2P - D(kh-1) - 1) / S) + 1        (likewise Wo)
 
-Forward:   y[n]  = W2 @ cols[n] + b          with W2 = weight.reshape(O, C*kh*kw)
-Backward:  dW    = sum_n dy[n] @ cols[n]^T
-           dX    = col2im(W2^T @ dy[n])      (this *is* a transposed convolution of dy)
-           db    = sum over n, h, w of dy
+cols has one column per output pixel of the whole batch, so every product below is ONE matrix
+multiplication (GEMM), whatever N is. With dY2 = dy as (O, N*Ho*Wo) and W2 = weight as (O, C*kh*kw):
+
+Forward:   Y2 = W2 @ cols + b
+Backward:  dW = dY2 @ cols^T
+           dX = col2im(W2^T @ dY2)            (this *is* a transposed convolution of dy)
+           db = sum over n, h, w of dy
 """
 
 from __future__ import annotations
@@ -83,6 +86,25 @@ def pad2d(x: Any, padding: tuple[int, int], value: float = 0.0):
     return out
 
 
+def pixels_as_columns(x: Any):
+    """(N, C, H, W) -> (C, N*H*W): channels as rows, every pixel of the batch a column.
+
+    A view when N == 1 (the common inference case), else one copy.
+    """
+    N, C = x.shape[:2]
+    if N == 1:
+        return x.reshape(C, -1)
+    return get_array_module(x).ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(C, -1)
+
+
+def columns_as_batch(y2: Any, N: int, H: int, W: int):
+    """(C, N*H*W) -> (N, C, H, W): the inverse of ``pixels_as_columns`` (contiguous result)."""
+    C = y2.shape[0]
+    if N == 1:
+        return y2.reshape(1, C, H, W)
+    return get_array_module(y2).ascontiguousarray(y2.reshape(C, N, H, W).transpose(1, 0, 2, 3))
+
+
 def im2col(
     x: Any,
     kernel_size: IntOrPair,
@@ -93,7 +115,8 @@ def im2col(
 ):
     """Unfold every receptive field of ``x`` into a column.
 
-    x (N, C, H, W) -> cols (N, C*kh*kw, Ho*Wo), row index ``(c*kh + i)*kw + j`` (weight order).
+    x (N, C, H, W) -> cols (C*kh*kw, N*Ho*Wo): row ``(c*kh + i)*kw + j`` (the weight's order),
+    column ``(n*Ho + oh)*Wo + ow`` (one per output pixel of the batch).
 
     One strided-slice copy per kernel tap (i, j): the (Ho, Wo) grid of input pixels that tap sees.
     ``out`` may be a preallocated buffer of the right shape and dtype (reused across steps).
@@ -104,12 +127,13 @@ def im2col(
     Ho, Wo = conv_output_shape("im2col", (H, W), k, s, p, d)
     x_pad = pad2d(x, p)
     if out is None:
-        out = xp.empty((N, C * k[0] * k[1], Ho * Wo), dtype=x.dtype)
-    cols = out.reshape(N, C, k[0], k[1], Ho, Wo)
+        out = xp.empty((C * k[0] * k[1], N * Ho * Wo), dtype=x.dtype)
+    cols = out.reshape(C, k[0], k[1], N, Ho, Wo)
+    x_pad = x_pad.transpose(1, 0, 2, 3)  # (C, N, Hp, Wp): a view, to match the column order
     for i in range(k[0]):
         for j in range(k[1]):
             rows, columns = _window_slices(i, j, (Ho, Wo), s, d)
-            cols[:, :, i, j] = x_pad[:, :, rows, columns]
+            cols[:, i, j] = x_pad[:, :, rows, columns]
     return out
 
 
@@ -123,7 +147,7 @@ def col2im(
 ):
     """The adjoint of im2col (not its inverse): sum every column back onto the pixels it came from.
 
-    cols (N, C*kh*kw, Ho*Wo) -> (N, C, H, W). A pixel covered by several windows receives the sum
+    cols (C*kh*kw, N*Ho*Wo) -> (N, C, H, W). A pixel covered by several windows receives the sum
     of their entries, so ``<im2col(x), c> == <x, col2im(c)>`` for all x, c.
 
     Written as kh*kw strided-slice additions (no ``np.add.at``), which runs unchanged on CuPy.
@@ -132,12 +156,14 @@ def col2im(
     xp = get_array_module(cols)
     N, C, H, W = x_shape
     Ho, Wo = conv_output_shape("col2im", (H, W), k, s, p, d)
-    if cols.shape != (N, C * k[0] * k[1], Ho * Wo):
+    if cols.shape != (C * k[0] * k[1], N * Ho * Wo):
         raise ValueError(
-            f"col2im expected cols of shape {(N, C * k[0] * k[1], Ho * Wo)} for x_shape "
+            f"col2im expected cols of shape {(C * k[0] * k[1], N * Ho * Wo)} for x_shape "
             f"{tuple(x_shape)}, got {tuple(cols.shape)}"
         )
-    cols6 = cols.reshape(N, C, k[0], k[1], Ho, Wo)
+    cols6 = cols.reshape(C, k[0], k[1], N, Ho, Wo).transpose(
+        3, 0, 1, 2, 4, 5
+    )  # (N, C, kh, kw, ...)
     x_pad = xp.zeros((N, C, H + 2 * p[0], W + 2 * p[1]), dtype=cols.dtype)
     for i in range(k[0]):
         for j in range(k[1]):
@@ -202,10 +228,10 @@ def conv2d_forward(
     N, _, H, W = x.shape
     Ho, Wo = conv_output_shape(op, (H, W), k, s, p, d)
     if is_pointwise(k, s, p, d):
-        cols = x.reshape(N, C, H * W)
+        cols = pixels_as_columns(x)
     else:
         cols = im2col(x, k, s, p, d, out=cols_out)
-    y = (weight.reshape(O, C * kh * kw) @ cols).reshape(N, O, Ho, Wo)
+    y = columns_as_batch(weight.reshape(O, C * kh * kw) @ cols, N, Ho, Wo)
     if bias is not None:
         y += bias.reshape(1, O, 1, 1)
     return y, Conv2dCache(cols, weight, tuple(x.shape), bias is not None, (k, s, p, d))
@@ -224,18 +250,14 @@ def conv2d(
 
 
 def conv2d_weight_grad(dy: Any, cols: Any, weight_shape: tuple[int, ...], out: Any = None):
-    """dW = sum_n dy[n] @ cols[n]^T: dy (N, O, Ho, Wo), cols (N, C*kh*kw, Ho*Wo) -> weight_shape.
+    """dW = dY2 @ cols^T: dy (N, O, Ho, Wo), cols (C*kh*kw, N*Ho*Wo) -> weight_shape.
 
     ``out``: an optional array of ``weight_shape`` to write dW into (e.g. a zeroed .grad).
     """
     xp = get_array_module(dy, cols, out)
-    N, O = dy.shape[:2]
-    dy2 = dy.reshape(N, O, -1)
+    O = dy.shape[1]
     dw = xp.empty(weight_shape, dtype=dy.dtype) if out is None else out
-    dw2 = dw.reshape(O, -1)
-    xp.matmul(dy2[0], cols[0].T, out=dw2)
-    for n in range(1, N):
-        dw2 += dy2[n] @ cols[n].T
+    xp.matmul(pixels_as_columns(dy), cols.T, out=dw.reshape(O, -1))
     return dw
 
 
@@ -248,19 +270,18 @@ def conv2d_input_grad(
     dilation: IntOrPair = 1,
     dcols_out: Any = None,
 ):
-    """dX = col2im(W2^T @ dy): the gradient of conv2d w.r.t. its input.
+    """dX = col2im(W2^T @ dY2): the gradient of conv2d w.r.t. its input.
 
     dy (N, O, Ho, Wo), weight (O, C, kh, kw) -> dx of shape x_shape = (N, C, H, W).
     This is exactly a transposed convolution of dy with ``weight`` (see conv_transpose.py).
-    ``dcols_out`` is an optional (N, C*kh*kw, Ho*Wo) buffer for W2^T @ dy.
+    ``dcols_out`` is an optional (C*kh*kw, N*Ho*Wo) buffer for W2^T @ dY2.
     """
     O, C, kh, kw = weight.shape
-    N = dy.shape[0]
     k, s, p, d = normalize_conv_args((kh, kw), stride, padding, dilation)
     xp = get_array_module(dy, weight)
-    dcols = xp.matmul(weight.reshape(O, C * kh * kw).T, dy.reshape(N, O, -1), out=dcols_out)
+    dcols = xp.matmul(weight.reshape(O, C * kh * kw).T, pixels_as_columns(dy), out=dcols_out)
     if is_pointwise(k, s, p, d):
-        return dcols.reshape(x_shape)
+        return columns_as_batch(dcols, *x_shape[:1], *x_shape[2:])
     return col2im(dcols, x_shape, k, s, p, d)
 
 

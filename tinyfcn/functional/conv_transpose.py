@@ -25,6 +25,7 @@ from ._checks import check_nchw, check_non_negative, pair
 from .conv import (
     Conv2dCache,
     _check_conv_inputs,
+    columns_as_batch,
     conv2d_backward,
     conv2d_forward,
     conv2d_input_grad,
@@ -32,6 +33,7 @@ from .conv import (
     im2col,
     is_pointwise,
     normalize_conv_args,
+    pixels_as_columns,
 )
 
 METHODS = ("adjoint", "zero_insertion")
@@ -116,14 +118,13 @@ def _adjoint_backward(dy, cache: ConvTranspose2dCache):
     k, s, p, op_, d = cache.args
     x, weight = cache.x, cache.weight
     N, Cin, H, W = x.shape
-    Cout = weight.shape[1]
     if p != (0, 0) or op_ != (0, 0):  # back onto the full frame: the adjoint of the crop
         dy = pad_or_crop(dy, p[0], p[0] - op_[0], p[1], p[1] - op_[1])
     if is_pointwise(k, s, (0, 0), d):
-        cols = dy.reshape(N, Cout, H * W)
+        cols = pixels_as_columns(dy)
     else:
-        cols = im2col(dy, k, s, 0, d)  # (N, Cout*kh*kw, H*W)
-    dx = (weight.reshape(Cin, -1) @ cols).reshape(N, Cin, H, W)
+        cols = im2col(dy, k, s, 0, d)  # (Cout*kh*kw, N*H*W)
+    dx = columns_as_batch(weight.reshape(Cin, -1) @ cols, N, H, W)
     dw = conv2d_weight_grad(x, cols, weight.shape)
     return dx, dw
 

@@ -92,7 +92,7 @@ class Conv2d(Module):
         )
         Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
         Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-        return buffer if buffer.shape == (N, C * kh * kw, Ho * Wo) else None
+        return buffer if buffer.shape == (C * kh * kw, N * Ho * Wo) else None
 
     def _keep_spare(self, cols: Any) -> None:
         # a pointwise conv's "cols" is a view of its input: never write into that

@@ -1,0 +1,168 @@
+"""The pieces a training run is assembled from: data, model, optimizer, and back from a checkpoint.
+
+Used by ``tinyfcn train / evaluate / predict / demo`` and by the notebooks, so that a run on the
+command line and a run in a notebook are built the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import io, models, optim
+from .backend import to_device
+from .data import DataLoader, ShapesDataset, VOCSegmentation, transforms
+from .nn import manual_seed
+
+SHAPES_NORMALIZE = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+IMAGENET_NORMALIZE = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a training run (saved in every checkpoint's metadata)."""
+
+    model: str = "fcn8s"
+    geometry: str = "compact"
+    width: float = 0.125
+    fc_channels: int | None = None
+    fc6_kernel: int = 7
+    data: str = "shapes"  # "shapes" or the root of a PASCAL VOC tree
+    size: int = 64  # shapes: image side; VOC: training crop side
+    train_images: int = 2000
+    val_images: int = 200
+    epochs: int = 10
+    batch_size: int = 16
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "poly"  # "poly", "step" or "none"
+    seed: int = 0
+    device: str = "cpu"
+
+
+def make_datasets(cfg: RunConfig) -> tuple[Any, Any, tuple[str, ...]]:
+    """(train set, validation set, class names) for ``cfg.data``."""
+    if cfg.data == "shapes":
+        train = ShapesDataset(cfg.train_images, size=cfg.size, seed=cfg.seed)
+        val = ShapesDataset(cfg.val_images, size=cfg.size, seed=cfg.seed + 10_000)
+        return train, val, tuple(train.class_names)
+    root = Path(cfg.data)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"--data must be 'shapes' or a PASCAL VOC folder; {root} is neither"
+        )
+    return (
+        VOCSegmentation(root, "train"),
+        VOCSegmentation(root, "val"),
+        tuple(VOCSegmentation.class_names),
+    )
+
+
+def normalization(cfg: RunConfig) -> dict:
+    return SHAPES_NORMALIZE if cfg.data == "shapes" else IMAGENET_NORMALIZE
+
+
+def make_loaders(cfg: RunConfig, train, val) -> tuple[DataLoader, DataLoader]:
+    norm = transforms.Normalize(**normalization(cfg))
+    if cfg.data == "shapes":
+        train_t = transforms.Compose([transforms.RandomHorizontalFlip(), norm])
+        val_t = norm
+        val_batch = cfg.batch_size
+    else:  # VOC images differ in size: random crops for training, one image at a time to test
+        train_t = transforms.Compose(
+            [
+                transforms.RandomScale(0.75, 1.25),
+                transforms.RandomCrop(cfg.size),
+                transforms.RandomHorizontalFlip(),
+                norm,
+            ]
+        )
+        val_t, val_batch = norm, 1
+    return (
+        DataLoader(
+            train, cfg.batch_size, shuffle=True, seed=cfg.seed, transform=train_t, drop_last=True
+        ),
+        DataLoader(val, val_batch, shuffle=False, seed=cfg.seed, transform=val_t),
+    )
+
+
+def make_model(cfg: RunConfig, num_classes: int):
+    """The network of ``cfg``, initialised from ``cfg.seed`` (weights and dropout generators)."""
+    manual_seed(cfg.seed)
+    cls = models.MODELS[cfg.model]
+    return cls(
+        num_classes=num_classes,
+        geometry=cfg.geometry,
+        width=cfg.width,
+        fc_channels=cfg.fc_channels,
+        fc6_kernel=cfg.fc6_kernel,
+    )
+
+
+def make_optimizer(cfg: RunConfig, model, steps: int):
+    params = model.named_parameters()
+    if cfg.optimizer == "sgd":
+        opt = optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adam":
+        opt = optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {cfg.optimizer!r}")
+    if cfg.schedule == "poly":
+        return opt, optim.PolyLR(opt, max_steps=steps, power=0.9)
+    if cfg.schedule == "step":
+        return opt, optim.StepLR(opt, step_size=max(1, steps // 3), gamma=0.1)
+    return opt, None
+
+
+def run_meta(cfg: RunConfig, class_names) -> dict:
+    """What ``evaluate``/``predict`` need besides the weights: the run and the preprocessing."""
+    return {
+        "run": asdict(cfg),
+        "class_names": list(class_names),
+        "normalize": {k: list(v) for k, v in normalization(cfg).items()},
+    }
+
+
+def model_from_checkpoint(path: str | Path, device: str = "cpu"):
+    """(model, meta): rebuild the network a checkpoint was saved from and load its weights."""
+    ckpt = io.load_checkpoint(path)
+    meta = ckpt["meta"]
+    name = meta.get("model_class")
+    classes = {cls.__name__: cls for cls in models.MODELS.values()}
+    if name not in classes or not isinstance(meta.get("config"), dict):
+        raise ValueError(f"{path} is not a tinyfcn FCN checkpoint (model class {name!r})")
+    model = classes[name](**meta["config"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), meta
+
+
+def preprocess(image: np.ndarray, meta: dict) -> np.ndarray:
+    """(3, H, W) float in [0, 1] -> the normalised batch (1, 3, H, W) float32 the model expects."""
+    norm = meta.get("normalize", SHAPES_NORMALIZE)
+    mean = np.asarray(norm["mean"], np.float32).reshape(3, 1, 1)
+    std = np.asarray(norm["std"], np.float32).reshape(3, 1, 1)
+    return ((image.astype(np.float32) - mean) / std)[None]
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """An image file as (3, H, W) float32 in [0, 1]."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    except (FileNotFoundError, OSError) as error:
+        raise FileNotFoundError(f"cannot read image {path}: {error}") from error
+    return rgb.transpose(2, 0, 1)
+
+
+def predict_image(model, image: np.ndarray, meta: dict, device: str = "cpu") -> np.ndarray:
+    """The label map (H, W) of one (3, H, W) image in [0, 1]."""
+    from .backend import asnumpy
+
+    return asnumpy(model.predict(to_device(preprocess(image, meta), device)))[0]
