@@ -231,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--geometry", choices=("paper", "compact"), default="compact")
     p.add_argument("--width", type=float, default=0.125, help="channel width multiplier")
     p.add_argument("--fc-channels", dest="fc_channels", type=int, default=None)
+    p.add_argument("--dropout", type=float, default=0.5, help="dropout after fc6 and fc7")
+    p.add_argument(
+        "--learnable-upsampling",
+        dest="learnable_upsampling",
+        action="store_true",
+        help="train the transposed convs (default: fixed bilinear, as the paper)",
+    )
     p.add_argument("--data", default="shapes", help="'shapes' or the root of a VOC tree")
     p.add_argument("--size", type=int, default=64, help="image side (shapes) / crop (VOC)")
     p.add_argument("--train-images", dest="train_images", type=int, default=2000)

@@ -22,13 +22,14 @@ from .backend import asnumpy, to_device
 from .experiment import RunConfig, make_datasets, make_loaders, make_model, make_optimizer, run_meta
 from .train import Trainer
 
-# A 2-core laptop CPU: width 1/8 (8 ... 64 channels, fc 512), 64x64 images.
+# A 2-core laptop CPU: width 1/8 (8 ... 64 channels, fc 512), 64x64 images, 1500 steps of 16.
+# Tuned here: no dropout and learnable upsampling train faster from scratch; rings 3-5 px wide.
 DEMO = RunConfig(
     model="fcn8s",
     geometry="compact",
     width=0.125,
     size=64,
-    train_images=2400,
+    train_images=3000,
     val_images=200,
     epochs=8,
     batch_size=16,
@@ -37,6 +38,9 @@ DEMO = RunConfig(
     weight_decay=1e-5,
     schedule="poly",
     seed=0,
+    dropout=0.0,
+    learnable_upsampling=True,
+    ring_width=(3.0, 5.0),
 )
 # Under CI (or TINYFCN_QUICK=1) the demo only proves it runs end to end.
 QUICK = replace(DEMO, train_images=64, val_images=16, epochs=1, batch_size=8)

@@ -30,7 +30,11 @@ class RunConfig:
     width: float = 0.125
     fc_channels: int | None = None
     fc6_kernel: int = 7
+    dropout: float = 0.5
+    learnable_upsampling: bool = False
     data: str = "shapes"  # "shapes" or the root of a PASCAL VOC tree
+    class_colours: bool = True  # shapes: each class has a typical hue (see ShapesDataset)
+    ring_width: tuple[float, float] = (2.0, 4.0)  # shapes: width range of the rings, pixels
     size: int = 64  # shapes: image side; VOC: training crop side
     train_images: int = 2000
     val_images: int = 200
@@ -48,8 +52,9 @@ class RunConfig:
 def make_datasets(cfg: RunConfig) -> tuple[Any, Any, tuple[str, ...]]:
     """(train set, validation set, class names) for ``cfg.data``."""
     if cfg.data == "shapes":
-        train = ShapesDataset(cfg.train_images, size=cfg.size, seed=cfg.seed)
-        val = ShapesDataset(cfg.val_images, size=cfg.size, seed=cfg.seed + 10_000)
+        kw = dict(size=cfg.size, class_colours=cfg.class_colours, ring_width=cfg.ring_width)
+        train = ShapesDataset(cfg.train_images, seed=(cfg.seed, 0), **kw)
+        val = ShapesDataset(cfg.val_images, seed=(cfg.seed, 1), **kw)  # held out
         return train, val, tuple(train.class_names)
     root = Path(cfg.data)
     if not root.is_dir():

@@ -48,6 +48,13 @@ def triangle_mask(dy: np.ndarray, dx: np.ndarray, vertices: np.ndarray) -> np.nd
     return inside
 
 
+# the typical colour of each object class with class_colours=True (index = class)
+CLASS_HUES = np.array(
+    [[0.5, 0.5, 0.5], [0.85, 0.2, 0.2], [0.2, 0.8, 0.25], [0.25, 0.35, 0.9], [0.95, 0.85, 0.2]],
+    dtype=np.float32,
+)
+
+
 class ShapesDataset:
     """``ds[i] -> (image float32 (3, H, W) in [0, 1], label int64 (H, W) in 0..4)``.
 
@@ -55,7 +62,12 @@ class ShapesDataset:
     the extent as a fraction of ``min(H, W)``), position and colour, drawn in order so later objects
     occlude earlier ones; the label is the class of the visible object at each pixel. Colours are
     drawn independently of the class (only shape tells classes apart) but kept at least
-    ``min_contrast`` (RGB distance) away from the background under the object. Backgrounds are
+    ``min_contrast`` (RGB distance) away from the background under the object. With
+    ``class_colours=True`` each class draws its colour around its own hue (discs reddish, squares
+    greenish, triangles bluish, rings yellowish, +-0.2 per channel), as real classes have typical
+    colours (sky, grass): colour then says roughly *what*, and the network's work is *where*, the
+    boundaries and thin rings that FCN's skips are about. Backgrounds keep all hues, so colour
+    alone is not enough. Backgrounds are
     smooth two-colour gradients, sometimes with soft stripes and blobs (still labelled background),
     and Gaussian noise of standard deviation ``noise`` covers the whole image.
 
@@ -77,6 +89,7 @@ class ShapesDataset:
         object_scale: tuple[float, float] = (0.12, 0.45),
         ring_width: tuple[float, float] = (2.0, 4.0),
         min_contrast: float = 0.3,
+        class_colours: bool = False,
         cache: bool = False,
     ) -> None:
         H, W = (size, size) if isinstance(size, (int, np.integer)) else size
@@ -99,6 +112,7 @@ class ShapesDataset:
         self.seed = (int(seed),) if isinstance(seed, (int, np.integer)) else tuple(map(int, seed))
         self.min_objects, self.max_objects = int(min_objects), int(max_objects)
         self.noise, self.min_contrast = float(noise), float(min_contrast)
+        self.class_colours = bool(class_colours)
         self.object_scale = (float(object_scale[0]), float(object_scale[1]))
         self.ring_width = (float(ring_width[0]), float(ring_width[1]))
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
@@ -182,18 +196,23 @@ class ShapesDataset:
             width = rng.uniform(*self.ring_width)
             mask = ring_mask(dy, dx, max(extent / 2, width + 2), width)
         box = image[:, r0:r1, c0:c1]
-        colour = self._contrasting_colour(rng, box[:, mask] if mask.any() else box.reshape(3, -1))
+        under = box[:, mask] if mask.any() else box.reshape(3, -1)
+        colour = self._contrasting_colour(rng, under, cls)
         shade = rng.uniform(-0.08, 0.08) * (dx + dy) / max(extent / 2, 1.0)  # gentle lighting
         painted = colour[:, None, None] + shade[None]
         box[:, mask] = np.broadcast_to(painted, box.shape)[:, mask]
         label[r0:r1, c0:c1][mask] = cls
 
-    def _contrasting_colour(self, rng: np.random.Generator, under: np.ndarray) -> np.ndarray:
-        """A uniform random RGB colour at least ``min_contrast`` from the mean colour ``under`` it.
+    def _contrasting_colour(self, rng: np.random.Generator, under: np.ndarray, cls: int):
+        """A random RGB colour at least ``min_contrast`` from the mean colour ``under`` it:
+        uniform, or around the class's hue with ``class_colours``.
 
         Eight candidates are drawn at once; the first far enough wins, else the farthest.
         """
         candidates = rng.uniform(0.0, 1.0, (8, 3)).astype(np.float32)
+        if self.class_colours:
+            hue = CLASS_HUES[cls]
+            candidates = np.clip(hue + 0.4 * (candidates - 0.5), 0.0, 1.0).astype(np.float32)
         distance = np.linalg.norm(candidates - under.mean(axis=1), axis=1)
         ok = np.flatnonzero(distance >= self.min_contrast)
         return candidates[ok[0] if ok.size else int(np.argmax(distance))]

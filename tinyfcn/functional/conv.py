@@ -161,17 +161,14 @@ def col2im(
             f"col2im expected cols of shape {(C * k[0] * k[1], N * Ho * Wo)} for x_shape "
             f"{tuple(x_shape)}, got {tuple(cols.shape)}"
         )
-    cols6 = cols.reshape(C, k[0], k[1], N, Ho, Wo).transpose(
-        3, 0, 1, 2, 4, 5
-    )  # (N, C, kh, kw, ...)
-    x_pad = xp.zeros((N, C, H + 2 * p[0], W + 2 * p[1]), dtype=cols.dtype)
+    cols6 = cols.reshape(C, k[0], k[1], N, Ho, Wo)
+    x_pad = xp.zeros((C, N, H + 2 * p[0], W + 2 * p[1]), dtype=cols.dtype)  # cols' (C, N) order
     for i in range(k[0]):
         for j in range(k[1]):
             rows, columns = _window_slices(i, j, (Ho, Wo), s, d)
-            x_pad[:, :, rows, columns] += cols6[:, :, i, j]
-    if p == (0, 0):
-        return x_pad
-    return xp.ascontiguousarray(x_pad[:, :, p[0] : p[0] + H, p[1] : p[1] + W])
+            x_pad[:, :, rows, columns] += cols6[:, i, j]
+    x = x_pad[:, :, p[0] : p[0] + H, p[1] : p[1] + W].transpose(1, 0, 2, 3)  # (N, C, H, W)
+    return x if p == (0, 0) and N == 1 else xp.ascontiguousarray(x)
 
 
 def is_pointwise(k, s, p, d) -> bool:
