@@ -27,10 +27,10 @@ from tinyfcn.data import (
     VOCSegmentation,
     caffe_deprocess,
     caffe_preprocess,
-    read_label,
+    load_label_png,
     save_label_png,
     split_shapes,
-    voc_colormap,
+    voc_palette,
 )
 from tinyfcn.data.shapes import DISC, RING, ring_mask, square_mask, triangle_mask
 from tinyfcn.data.transforms import resize_bilinear
@@ -192,7 +192,7 @@ def _write_voc(root, ids_sizes, split="train"):
         label = rng.integers(0, 21, (h, w))
         label[0, :] = 255  # a border strip and a few scattered ignore pixels
         label[rng.random((h, w)) < 0.05] = 255
-        save_label_png(root / "SegmentationClass" / f"{name}.png", label)
+        save_label_png(label, root / "SegmentationClass" / f"{name}.png")
         written[name] = (image, label)
     (root / "ImageSets/Segmentation" / f"{split}.txt").write_text("\n".join(ids_sizes) + "\n")
     return written
@@ -200,14 +200,14 @@ def _write_voc(root, ids_sizes, split="train"):
 
 def test_palette_png_round_trip_is_exact(tmp_path):
     label = np.random.default_rng(1).integers(0, 256, (13, 17))
-    save_label_png(tmp_path / "l.png", label)
+    save_label_png(label, tmp_path / "l.png")
     with Image.open(tmp_path / "l.png") as png:
         assert png.mode == "P"
         assert png.getpalette()[3:6] == [128, 0, 0]  # class 1 is drawn dark red
-    back = read_label(tmp_path / "l.png")
-    assert back.dtype == np.int64
+    back = load_label_png(tmp_path / "l.png")
+    assert back.dtype == np.uint8  # ids 0..255; VOCSegmentation widens them to int64
     np.testing.assert_array_equal(back, label)
-    cmap = voc_colormap()
+    cmap = voc_palette()
     assert tuple(cmap[255]) == (224, 224, 192) and tuple(cmap[15]) == (192, 128, 128)
 
 

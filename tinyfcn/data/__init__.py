@@ -1,5 +1,6 @@
 """Data for tinyfcn: synthetic shapes, PASCAL VOC folders, paired transforms and batching."""
 
+from .labels import load_label_png, save_label_png, voc_palette
 from .loader import DataLoader, collate
 from .shapes import SHAPES_CLASSES, ShapesDataset, split_shapes
 from .transforms import (
@@ -18,7 +19,7 @@ from .transforms import (
     caffe_deprocess,
     caffe_preprocess,
 )
-from .voc import VOC_CLASSES, VOCSegmentation, read_image, read_label, save_label_png, voc_colormap
+from .voc import VOC_CLASSES, VOCSegmentation, read_image
 
 __all__ = [
     "CAFFE_MEAN_BGR",
@@ -42,8 +43,8 @@ __all__ = [
     "caffe_preprocess",
     "collate",
     "read_image",
-    "read_label",
+    "load_label_png",
     "save_label_png",
     "split_shapes",
-    "voc_colormap",
+    "voc_palette",
 ]

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .labels import load_label_png
+
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
     "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
@@ -25,50 +27,11 @@ VOC_CLASSES = (
 )  # fmt: skip
 
 
-def voc_colormap(n: int = 256) -> np.ndarray:
-    """VOC's palette, (n, 3) uint8: the bits of class k spread over the high bits of R, G, B.
-
-    Bit 3j, 3j+1, 3j+2 of k set bit 7-j of R, G, B; so 1 = (128, 0, 0), 2 = (0, 128, 0),
-    255 = (224, 224, 192), the cream border colour.
-    """
-    k = np.arange(n)
-    cmap = np.zeros((n, 3), dtype=np.uint8)
-    for j in range(8):
-        for c in range(3):
-            cmap[:, c] |= (((k >> (3 * j + c)) & 1) << (7 - j)).astype(np.uint8)
-    return cmap
-
-
-def save_label_png(path: str | Path, label: np.ndarray) -> None:
-    """Write a (H, W) label map of values 0..255 as a VOC-style palette PNG."""
-    label = np.asarray(label)
-    if label.ndim != 2 or label.min(initial=0) < 0 or label.max(initial=0) > 255:
-        raise ValueError(
-            f"save_label_png: need a (H, W) label with values in 0..255, got shape "
-            f"{label.shape} and range [{label.min(initial=0)}, {label.max(initial=0)}]"
-        )
-    png = Image.fromarray(label.astype(np.uint8), mode="P")
-    png.putpalette(voc_colormap().ravel().tolist())
-    png.save(path)
-
-
 def read_image(path: str | Path) -> np.ndarray:
     """An image file -> float32 (3, H, W) RGB in [0, 1] (grey or CMYK JPEGs converted to RGB)."""
     with Image.open(path) as im:
         rgb = np.asarray(im.convert("RGB"), dtype=np.float32)
     return np.ascontiguousarray(rgb.transpose(2, 0, 1)) / 255.0
-
-
-def read_label(path: str | Path) -> np.ndarray:
-    """A palette (or greyscale) PNG -> int64 (H, W) of its pixel indices, untouched."""
-    with Image.open(path) as im:
-        if im.mode not in ("P", "L"):
-            raise ValueError(
-                f"{path}: label PNGs must be palette ('P') or greyscale ('L') images whose pixel "
-                f"values are class indices, got mode {im.mode!r}; an RGB-coloured label has "
-                f"lost its indices"
-            )
-        return np.array(im, dtype=np.int64)
 
 
 class VOCSegmentation:
@@ -134,7 +97,7 @@ class VOCSegmentation:
         i %= len(self.ids)
         name = self.ids[i]
         image = read_image(self.image_dir / f"{name}.jpg")
-        label = read_label(self.label_dir / f"{name}.png")
+        label = load_label_png(self.label_dir / f"{name}.png").astype(np.int64)
         if image.shape[1:] != label.shape:
             raise ValueError(
                 f"VOCSegmentation: {name}: image is {image.shape[1]}x{image.shape[2]} but its "
