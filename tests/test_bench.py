@@ -1,4 +1,5 @@
-"""Smoke test of the layer benchmark: it runs, and its rows say what they should (no timings)."""
+"""Smoke tests of the layer and model benchmarks: they run, and their rows say what they should
+(never their timings or ratios)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,18 @@ import os
 
 import pytest
 
-from tinyfcn.bench import bench_layers, format_table, layer_specs, main, totals
+from tinyfcn.bench import (
+    bench_layers,
+    format_header,
+    format_model_table,
+    format_table,
+    layer_specs,
+    main,
+    run_model_benchmark,
+    totals,
+)
+from tinyfcn.models import MODELS
+from tinyfcn.models.summary import summary_rows
 
 pytest.importorskip("torch")
 
@@ -82,3 +94,72 @@ def test_main_runs_without_reexec(monkeypatch, capsys, tmp_path):
     assert main(argv + ["--json", str(tmp_path / "b.json")]) == 0
     printed = capsys.readouterr().out
     assert "GEMM peak" in printed and "score_fr" in printed
+
+
+# --- the model benchmark ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "model.json"
+    unset = os.environ.get("OPENBLAS_THREAD_TIMEOUT") is None
+    with pytest.warns(RuntimeWarning, match="OPENBLAS") if unset else contextlib.nullcontext():
+        header, out = run_model_benchmark(
+            "fcn8s", "compact", 1 / 16, 32, rounds=1, json_path=str(path), warmup=1, gemm_size=256
+        )
+    return header, out, path
+
+
+def test_model_rows_have_positive_times_and_sane_keys(model_run):
+    header, out, _ = model_run
+    assert [r["pass"] for r in out] == ["fwd", "fwd+bwd"]
+    for r in out:
+        for lib in ("tinyfcn", "torch"):
+            assert 0 < r[f"{lib}_min_ms"] <= r[f"{lib}_ms"] <= r[f"{lib}_max_ms"], r
+            assert len(r[f"{lib}_samples_ms"]) == 1
+        assert r["ratio"] > 0 and math.isfinite(r["ratio"])
+        assert r["tinyfcn_gflops"] > 0 and r["peak_fraction"] > 0
+    model = MODELS["fcn8s"](geometry="compact", width=1 / 16)
+    flops = sum(row.flops for row in summary_rows(model, (32, 32)))
+    assert out[0]["flops"] == header["flops_forward"] == flops
+    assert out[1]["flops"] == 3 * flops
+    err = header["max_rel_err"]
+    assert err["float64"]["scores"] < 1e-10 and err["float64"]["input_grad"] < 1e-10
+    assert err["float32"]["scores"] < 1e-3 and err["float32"]["input_grad"] is not None
+    assert (header["model"], header["size"], header["dropout"]) == ("fcn8s", [32, 32], 0.5)
+    assert "commit" in header["git"]
+
+
+def test_model_json_and_table(model_run):
+    header, out, path = model_run
+    saved = json.loads(path.read_text())
+    assert set(saved) == {"header", "rows"}
+    assert [r["pass"] for r in saved["rows"]] == ["fwd", "fwd+bwd"]
+    table = format_model_table(out, header)
+    assert "training step" in table and "set_to_none=True" in table
+    assert "fcn8s (compact geometry, width 0.0625)" in format_header(header)
+
+
+def test_model_inference_only_times_the_forward_alone():
+    unset = os.environ.get("OPENBLAS_THREAD_TIMEOUT") is None
+    with pytest.warns(RuntimeWarning, match="OPENBLAS") if unset else contextlib.nullcontext():
+        header, out = run_model_benchmark(
+            "fcn32s", "paper", 1 / 16, (32, 24), rounds=1, inference_only=True, gemm_size=256
+        )
+    assert [r["pass"] for r in out] == ["fwd"] and out[0]["tinyfcn_ms"] > 0
+    err = header["max_rel_err"]
+    assert err["float64"]["input_grad"] is None and err["float64"]["scores"] < 1e-10
+    assert "input gradient -" in format_model_table(out, header)
+
+
+def test_unknown_model_is_named():
+    with pytest.raises(ValueError, match="fcn4s"):
+        run_model_benchmark("fcn4s")
+
+
+def test_main_runs_the_model_benchmark(monkeypatch, capsys):
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "4")
+    argv = "model --quick --rounds 1 --warmup 1 --size 32 40 --width 0.0625 --quiet-wait 0"
+    assert main(argv.split()) == 0
+    printed = capsys.readouterr().out
+    assert "32x40 input" in printed and "training step" in printed and "commit" in printed
