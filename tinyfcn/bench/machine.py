@@ -1,0 +1,120 @@
+"""What a timing means nothing without: CPU, cores, versions, NumPy's BLAS, the git commit."""
+
+from __future__ import annotations
+
+import ctypes
+import datetime
+import os
+import platform
+import subprocess
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def core_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _openblas_call(names: tuple[str, ...], restype) -> Any:
+    """Call the first of ``names`` found in the OpenBLAS that NumPy loaded (Linux), else None."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower()})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in names:
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.restype = restype
+                value = fn()
+                return value.decode() if isinstance(value, bytes) else value
+    return None
+
+
+def numpy_blas_info() -> dict:
+    """NumPy's BLAS: name, version, runtime kernel and thread count (None where unknown)."""
+    info: dict[str, Any] = {"name": None, "version": None, "config": None, "threads": None}
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        info.update(name=blas.get("name"), version=blas.get("version"))
+    except Exception:
+        pass
+    prefixes = ("scipy_openblas_", "openblas_")
+    for key, stem, restype in (
+        ("config", "get_config", ctypes.c_char_p),
+        ("threads", "get_num_threads", ctypes.c_int),
+    ):
+        names = tuple(p + stem + sfx for p in prefixes for sfx in ("64_", "_64", ""))
+        value = _openblas_call(names, restype)
+        if value is not None:
+            info[key] = value
+    return info
+
+
+def _git(*args: str) -> str | None:
+    """Output of a read-only git command in the repository holding tinyfcn, or None."""
+    try:
+        out = subprocess.run(
+            ["git", *args],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            env=dict(os.environ, GIT_OPTIONAL_LOCKS="0"),  # never touch the index
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_state() -> dict:
+    """The commit the library was run at, and library files changed since (the benchmark's own
+    files excluded): kernels edited during a series of runs show up here."""
+    commit = _git("log", "-1", "--format=%h")
+    mine = (":(exclude)tinyfcn/bench", ":(exclude)tinyfcn/bench.py")
+    changed = _git("diff", "--name-only", "HEAD", "--", "tinyfcn", *mine)
+    return {"commit": commit, "uncommitted": changed.split() if changed else []}
+
+
+def machine_header(torch, device: str) -> dict:
+    """CPU, versions, BLAS threads, the commit and the date."""
+    header = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "device": device,
+        "cpu": cpu_model(),
+        "cores": core_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "numpy_blas": numpy_blas_info(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_mkl": bool(torch.backends.mkl.is_available()),
+        "torch_mkldnn": bool(torch.backends.mkldnn.is_available()),
+        "OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
+        "git": git_state(),
+    }
+    if device == "cuda":
+        header["gpu"] = torch.cuda.get_device_name()
+    return header
