@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tinyfcn.cli import main
@@ -79,3 +80,66 @@ def test_each_subcommand_has_help(command, capsys):
         main([command, "--help"])
     assert info.value.code == 0
     assert "usage: tinyfcn" in capsys.readouterr().out
+
+
+def test_train_evaluate_predict_round_trip(tmp_path, capsys):
+    """train writes checkpoints; evaluate and predict rebuild the model from them."""
+    from PIL import Image
+
+    run = tmp_path / "run"
+    base = ["train", "--width", "0.0625", "--fc-channels", "16", "--size", "32"]
+    base += ["--train-images", "16", "--val-images", "8", "--batch", "4", "--out", str(run)]
+    base += ["--no-progress"]
+    assert main(base + ["--epochs", "1"]) == 0
+    assert "mean IU" in capsys.readouterr().out
+    assert main(["evaluate", str(run / "checkpoint.npz"), "--images", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "pixel accuracy" in out and "ring" in out
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (45, 70, 3), np.uint8)).save(photo)
+    assert main(["predict", str(run / "best.npz"), str(photo), "--out", str(tmp_path / "p")]) == 0
+    labels = np.array(Image.open(tmp_path / "p" / "photo_labels.png"))
+    assert labels.shape == (45, 70) and labels.max() < 5
+    assert (tmp_path / "p" / "photo_overlay.png").exists()
+    # resume continues the same run for one more epoch
+    assert main(base + ["--epochs", "2", "--resume", str(run / "checkpoint.npz")]) == 0
+    assert "resumed" in capsys.readouterr().out
+
+
+def test_predict_names_a_missing_image(tmp_path):
+    run = tmp_path / "run"
+    main(
+        [
+            "train",
+            "--width",
+            "0.0625",
+            "--fc-channels",
+            "8",
+            "--size",
+            "32",
+            "--train-images",
+            "8",
+            "--val-images",
+            "4",
+            "--epochs",
+            "1",
+            "--batch",
+            "4",
+            "--out",
+            str(run),
+            "--no-progress",
+        ]
+    )
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        main(["predict", str(run / "checkpoint.npz"), str(tmp_path / "nope.png")])
+
+
+def test_demo_compare_writes_the_side_by_side_table(tmp_path):
+    from tinyfcn.demo import run_demo
+
+    run_demo(tmp_path, compare=True, progress=False, quick=True)
+    table = (tmp_path / "comparison.md").read_text()
+    for name in ("FCN-32s", "FCN-16s", "FCN-8s"):
+        assert name in table
+    assert (tmp_path / "comparison.png").stat().st_size > 10_000
+    assert (tmp_path / "fcn32s" / "checkpoint.npz").exists()

@@ -129,9 +129,9 @@ def run_demo(
             class_names=trainer.extra_meta["class_names"],
             title="FCN-32s vs 16s vs 8s: the skips refine the boundaries",
         )
-        viz.metrics_bar_chart(
-            {NAMES[k]: v for k, v in results.items()}, out / "comparison_metrics.png"
-        )
+        four = ("pixel_accuracy", "mean_accuracy", "mean_iou", "fw_iou")
+        bars = {NAMES[k]: {m: v[m] for m in four} for k, v in results.items()}
+        viz.metrics_bar_chart(bars, out / "comparison_metrics.png")
         (out / "comparison.md").write_text(_table(results, trainer.extra_meta["class_names"]))
         (out / "comparison.json").write_text(json.dumps(results, indent=2) + "\n")
     return metrics
