@@ -11,12 +11,8 @@ import pytest
 from tinyfcn import io
 from tinyfcn.experiment import (
     RunConfig,
-    make_datasets,
-    make_loaders,
-    make_model,
-    make_optimizer,
+    build_trainer,
     model_from_checkpoint,
-    run_meta,
 )
 from tinyfcn.train import Trainer, TrainingDiverged
 
@@ -38,21 +34,7 @@ TINY = RunConfig(
 
 
 def make_trainer(cfg: RunConfig, out_dir=None, **kwargs) -> Trainer:
-    train_set, val_set, names = make_datasets(cfg)
-    train_loader, val_loader = make_loaders(cfg, train_set, val_set)
-    model = make_model(cfg, len(names))
-    optimizer, scheduler = make_optimizer(cfg, model, cfg.epochs * len(train_loader))
-    return Trainer(
-        model,
-        train_loader,
-        optimizer,
-        val_loader=val_loader,
-        scheduler=scheduler,
-        out_dir=out_dir,
-        progress=False,
-        extra_meta=run_meta(cfg, names),
-        **kwargs,
-    )
+    return build_trainer(cfg, out_dir, progress=False, **kwargs)
 
 
 def test_training_reduces_the_loss(tmp_path):

@@ -68,24 +68,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = _run_config(args)
     if args.resume:
-        from .experiment import make_datasets, make_loaders, make_model, make_optimizer, run_meta
-        from .train import Trainer
+        from .experiment import build_trainer
 
-        train_set, val_set, names = make_datasets(cfg)
-        train_loader, val_loader = make_loaders(cfg, train_set, val_set)
-        model = make_model(cfg, len(names))
-        optimizer, scheduler = make_optimizer(cfg, model, cfg.epochs * len(train_loader))
-        trainer = Trainer(
-            model,
-            train_loader,
-            optimizer,
-            val_loader=val_loader,
-            scheduler=scheduler,
-            out_dir=args.out,
-            device=cfg.device,
-            progress=not args.no_progress,
-            extra_meta=run_meta(cfg, names),
-        )
+        trainer = build_trainer(cfg, args.out, progress=not args.no_progress)
         state = trainer.resume(args.resume)
         print(f"resumed {args.resume} at step {state.step} (epoch {state.epoch})")
         trainer.fit(cfg.epochs)

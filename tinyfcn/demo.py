@@ -19,8 +19,7 @@ import numpy as np
 
 from . import viz
 from .backend import asnumpy, to_device
-from .experiment import RunConfig, make_datasets, make_loaders, make_model, make_optimizer, run_meta
-from .train import Trainer
+from .experiment import RunConfig, build_trainer, run_meta
 
 # A 2-core laptop CPU: width 1/8 (8 ... 64 channels, fc 512), 64x64 images, 3000 steps of 8.
 # Tuned here: no dropout and learnable upsampling train faster from scratch, and more small steps
@@ -54,22 +53,7 @@ def quick_mode() -> bool:
 
 def train_one(cfg: RunConfig, out_dir: Path, progress: bool = True) -> tuple:
     """Train ``cfg`` into ``out_dir``; returns (trainer, validation metrics, seconds)."""
-    train_set, val_set, class_names = make_datasets(cfg)
-    train_loader, val_loader = make_loaders(cfg, train_set, val_set)
-    model = make_model(cfg, len(class_names))
-    steps = cfg.epochs * len(train_loader)
-    optimizer, scheduler = make_optimizer(cfg, model, steps)
-    trainer = Trainer(
-        model,
-        train_loader,
-        optimizer,
-        val_loader=val_loader,
-        scheduler=scheduler,
-        out_dir=out_dir,
-        device=cfg.device,
-        progress=progress,
-        extra_meta=run_meta(cfg, class_names),
-    )
+    trainer = build_trainer(cfg, out_dir, progress)
     start = time.perf_counter()
     trainer.fit(cfg.epochs)
     seconds = time.perf_counter() - start

@@ -133,6 +133,28 @@ def run_meta(cfg: RunConfig, class_names) -> dict:
     }
 
 
+def build_trainer(cfg: RunConfig, out_dir=None, progress: bool = True, **kwargs):
+    """A Trainer for ``cfg``: data, loaders, seeded model, optimizer and schedule, wired up."""
+    from .train import Trainer
+
+    train_set, val_set, class_names = make_datasets(cfg)
+    train_loader, val_loader = make_loaders(cfg, train_set, val_set)
+    model = make_model(cfg, len(class_names))
+    optimizer, scheduler = make_optimizer(cfg, model, cfg.epochs * len(train_loader))
+    return Trainer(
+        model,
+        train_loader,
+        optimizer,
+        val_loader=val_loader,
+        scheduler=scheduler,
+        out_dir=out_dir,
+        device=cfg.device,
+        progress=progress,
+        extra_meta=run_meta(cfg, class_names),
+        **kwargs,
+    )
+
+
 def model_from_checkpoint(path: str | Path, device: str = "cpu"):
     """(model, meta): rebuild the network a checkpoint was saved from and load its weights."""
     ckpt = io.load_checkpoint(path)
