@@ -128,6 +128,11 @@ def im2col(
     x_pad = pad2d(x, p)
     if out is None:
         out = xp.empty((C * k[0] * k[1], N * Ho * Wo), dtype=x.dtype)
+    elif out.shape != (C * k[0] * k[1], N * Ho * Wo) or not out.flags.c_contiguous:
+        raise ValueError(
+            f"im2col: out must be a C-contiguous array of shape {(C * k[0] * k[1], N * Ho * Wo)}, "
+            f"got shape {tuple(out.shape)}"
+        )
     cols = out.reshape(C, k[0], k[1], N, Ho, Wo)
     x_pad = x_pad.transpose(1, 0, 2, 3)  # (C, N, Hp, Wp): a view, to match the column order
     for i in range(k[0]):

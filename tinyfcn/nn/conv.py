@@ -8,6 +8,7 @@ import numpy as np
 
 from ..functional._checks import check_nchw
 from ..functional.conv import conv2d_backward, conv2d_forward, normalize_conv_args
+from ..functional.conv_chunked import conv2d_chunked
 from . import init
 from ._layer import cast_back, cast_to_weight
 from .grad_mode import is_grad_enabled
@@ -47,24 +48,20 @@ class Conv2d(Module):
         check_nchw(x, "Conv2d", self.in_channels)
         x_dtype = x.dtype
         x = cast_to_weight(x, self.weight.data, "Conv2d")
+        bias = None if self.bias is None else self.bias.data
+        if not is_grad_enabled():  # inference: im2col in bounded blocks, a shared workspace
+            return conv2d_chunked(
+                x, self.weight.data, bias, self.stride, self.padding, self.dilation
+            )
         stale = self.__dict__.get("_cache")
-        if stale is not None and is_grad_enabled():  # this forward's cache will replace it
+        if stale is not None:  # a forward whose backward never ran: this one replaces it
             self._keep_spare(stale[0].cols)
         spare = self._fitting(self._spare_cols, x)
         object.__setattr__(self, "_spare_cols", None)
         y, cache = conv2d_forward(
-            x,
-            self.weight.data,
-            None if self.bias is None else self.bias.data,
-            self.stride,
-            self.padding,
-            self.dilation,
-            cols_out=spare,
+            x, self.weight.data, bias, self.stride, self.padding, self.dilation, cols_out=spare
         )
-        if is_grad_enabled():
-            self._save((cache, x_dtype))
-        else:  # nothing will read cols again: the next forward may write into it
-            self._keep_spare(cache.cols)
+        self._save((cache, x_dtype))
         return y
 
     def backward(self, dy: Any) -> Any:
