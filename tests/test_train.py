@@ -88,3 +88,15 @@ def test_model_from_checkpoint_rebuilds_the_network(tmp_path):
     assert type(model) is type(trainer.model) and meta["class_names"][0] == "background"
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     np.testing.assert_array_equal(model.predict(x), trainer.model.predict(x))
+
+
+def test_make_model_honours_every_model_setting_of_the_run():
+    from tinyfcn.experiment import make_model
+
+    cfg = replace(TINY, dropout=0.25, learnable_upsampling=True, fc6_kernel=1)
+    model = make_model(cfg, 5)
+    assert model.drop6.p == 0.25 and model.drop7.p == 0.25
+    assert model.fc6.kernel_size == (1, 1)
+    assert all(p.lr_mult == 1.0 for n, p in model.named_parameters() if n.startswith("upscore"))
+    frozen = make_model(replace(TINY, learnable_upsampling=False), 5)
+    assert all(p.lr_mult == 0.0 for n, p in frozen.named_parameters() if n.startswith("upscore"))

@@ -106,6 +106,8 @@ def make_model(cfg: RunConfig, num_classes: int):
         width=cfg.width,
         fc_channels=cfg.fc_channels,
         fc6_kernel=cfg.fc6_kernel,
+        dropout=cfg.dropout,
+        learnable_upsampling=cfg.learnable_upsampling,
     )
 
 
