@@ -163,10 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "bench",
-        help="benchmarks side by side with PyTorch: layers, model",
-        description="Benchmarks against PyTorch in one process; "
-        "`tinyfcn bench layers --help` (every layer) and `tinyfcn bench model --help` (a whole "
-        "network) for the options.",
+        help="benchmarks side by side with PyTorch: layers, model, memory",
+        description="Benchmarks against PyTorch: `tinyfcn bench layers --help` (every layer), "
+        "`tinyfcn bench model --help` (a whole network, time) and `tinyfcn bench memory --help` "
+        "(a whole network, peak resident memory) for the options.",
     )
     p.add_argument(
         "bench_args", nargs=argparse.REMAINDER, help="e.g. `layers --rounds 7 --json out.json`"

@@ -1,4 +1,4 @@
-"""``python -m tinyfcn.bench layers|model ...`` (and ``tinyfcn bench ...``): arguments, re-exec."""
+"""``python -m tinyfcn.bench layers|model|memory`` (and ``tinyfcn bench ...``): arguments."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from ..models import MODELS
 from .layers import run_benchmark
 from .machine import REPO_ROOT
+from .memory import format_memory_table, run_memory_benchmark
 from .model import run_model_benchmark
 from .report import format_header, format_model_table, format_table
 
@@ -44,9 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     model = sub.add_parser("model", help="time a whole FCN, tinyfcn vs its PyTorch twin")
     _common(model)
-    model.add_argument("--model", choices=tuple(MODELS), default="fcn8s")
-    model.add_argument("--geometry", choices=("compact", "paper"), default="compact")
-    model.add_argument("--width", type=float, default=1.0, help="channel width multiplier (1)")
+    _model_args(model)
     model.add_argument(
         "--size",
         type=int,
@@ -58,7 +57,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--inference-only", action="store_true", help="time the forward pass only (no training)"
     )
     model.add_argument("--quick", action="store_true", help="smoke test: 3 rounds, size 112")
+
+    memory = sub.add_parser(
+        "memory",
+        help="peak resident memory of one inference and one training step, tinyfcn vs torch",
+        description="Each library and pass runs in a fresh process; the table gives the peak "
+        "resident memory above what the weights, input and interpreter already hold (Linux).",
+    )
+    _model_args(memory, default_geometry="paper")
+    memory.add_argument("--size", type=int, nargs="+", metavar="N", help="N, or H W (500)")
+    memory.add_argument("--batch", type=int, default=1, help="batch size (1)")
+    memory.add_argument("--repeats", type=int, default=3, help="fresh processes per case (3)")
+    memory.add_argument("--inference-only", action="store_true", help="inference only")
+    memory.add_argument("--json", dest="json_path", help="also write header and rows as JSON")
     return parser
+
+
+def _model_args(p: argparse.ArgumentParser, default_geometry: str = "compact") -> None:
+    p.add_argument("--model", choices=tuple(MODELS), default="fcn8s")
+    p.add_argument("--geometry", choices=("compact", "paper"), default=default_geometry)
+    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (1)")
+
+
+def _size(parser: argparse.ArgumentParser, size: int | list[int]) -> tuple[int, int]:
+    """--size N or --size H W as (H, W)."""
+    size = [size] * 2 if isinstance(size, int) else list(size)
+    if len(size) == 1:
+        size = size * 2
+    if len(size) != 2:
+        parser.error(f"--size takes N or H W, got {len(size)} numbers")
+    return tuple(size)
 
 
 def _reexec_with_thread_timeout(argv: list[str]) -> None:
@@ -74,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "memory":
+        return _memory(parser, args)
     if args.device == "cpu" and os.environ.get("OPENBLAS_THREAD_TIMEOUT") is None:
         _reexec_with_thread_timeout(argv)  # does not return
     quick = {"rounds": 3, "size": 112} if args.quick else {}
@@ -94,16 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         header, rows = run_benchmark(size=args.size, layers=only, **common)
         table = format_table(rows)
     else:
-        size = [args.size] * 2 if isinstance(args.size, int) else args.size
-        if len(size) == 1:
-            size = size * 2
-        if len(size) != 2:
-            parser.error(f"--size takes N or H W, got {len(size)} numbers")
         header, rows = run_model_benchmark(
             args.model,
             args.geometry,
             args.width,
-            tuple(size),
+            _size(parser, args.size),
             inference_only=args.inference_only,
             **common,
         )
@@ -111,6 +136,25 @@ def main(argv: list[str] | None = None) -> int:
     print(format_header(header))
     print()
     print(table)
+    if args.json_path:
+        print(f"\nwrote {args.json_path}")
+    return 0
+
+
+def _memory(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``tinyfcn bench memory``: the children time nothing, so no re-exec and no quiet gate."""
+    header, rows = run_memory_benchmark(
+        args.model,
+        args.geometry,
+        args.width,
+        _size(parser, args.size or 500),
+        batch=args.batch,
+        repeats=args.repeats,
+        inference_only=args.inference_only,
+        json_path=args.json_path,
+        progress=True,
+    )
+    print(format_memory_table(rows, header))
     if args.json_path:
         print(f"\nwrote {args.json_path}")
     return 0
