@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tinyfcn.bench import main
-from tinyfcn.bench.memory import _reset_peak, _status_kib, measure, run_memory_benchmark
+from tinyfcn.bench.memory import _child, _reset_peak, _status_kib, run_memory_benchmark
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -26,8 +26,10 @@ def test_reset_peak_forgets_an_earlier_allocation():
 
 
 def test_measure_sees_what_a_pass_allocates():
-    fwd = measure({**TINY, "library": "tinyfcn", "pass": "fwd"})
-    step = measure({**TINY, "library": "tinyfcn", "pass": "fwd+bwd"})
+    """In a fresh process, as the benchmark runs it (in this one, memory that earlier tests freed
+    would be reused and hide the pass's own)."""
+    fwd = _child({**TINY, "library": "tinyfcn", "pass": "fwd"})
+    step = _child({**TINY, "library": "tinyfcn", "pass": "fwd+bwd"})
     assert fwd["reset"] and step["reset"]
     assert 0 < fwd["above_mib"] < step["above_mib"]
     assert fwd["weights_mib"] == step["weights_mib"] > 0

@@ -1,4 +1,4 @@
-"""ConvTranspose2d, both methods, against PyTorch, the scatter-loop reference, central differences,
+"""ConvTranspose2d, every method, against PyTorch, the scatter-loop reference, central differences,
 each other, and the adjoint identity <conv2d(x, W), y> == <x, conv_transpose2d(y, W)>.
 
 Every tensor (y, dX, dW, db) is compared with ``torch.nn.functional.conv_transpose2d`` in float64
@@ -28,14 +28,20 @@ from tinyfcn.functional import (
     conv_transpose_output_size,
 )
 from tinyfcn.functional.reference import conv_transpose2d_reference
+from tinyfcn.functional.subpixel import supports_subpixel
 from tinyfcn.gradcheck import assert_gradcheck
 from tinyfcn.nn import ConvTranspose2d, manual_seed, no_grad
 
-METHODS = ["adjoint", "zero_insertion"]
+METHODS = ["adjoint", "zero_insertion", "subpixel"]
 
 
 def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def applies(method: str, k, s, d=1) -> bool:
+    """Method "subpixel" needs every kernel size a multiple of its stride, and no dilation."""
+    return method != "subpixel" or supports_subpixel(_pair(k), _pair(s), _pair(d))
 
 
 class TCase(NamedTuple):
@@ -129,7 +135,8 @@ CASE_METHODS = [
     pytest.param(name, method, id=f"{name}-{method}")
     for name in IDS
     for method in METHODS
-    if method == "adjoint" or CASES[name].zero_insertion_cols <= ZERO_INSERTION_BUDGET
+    if applies(method, CASES[name].k, CASES[name].s, CASES[name].d)
+    and (method != "zero_insertion" or CASES[name].zero_insertion_cols <= ZERO_INSERTION_BUDGET)
 ]
 BOTH_METHODS = [name for name in IDS if CASES[name].zero_insertion_cols <= ZERO_INSERTION_BUDGET]
 # The scatter loop runs N*Cin*H*W*kh*kw Python iterations: keep it under ~40k.
@@ -235,26 +242,38 @@ def test_layer_weight_shapes_match_torch():
 # --- the two methods agree, and both match the scatter loop ----------------------------------
 
 
+WHAT = ("output", "dx", "dw", "db")
+
+
 @pytest.mark.parametrize("name", BOTH_METHODS)
-def test_adjoint_and_zero_insertion_agree(xp, name):
+def test_the_methods_agree(xp, name):
     case = CASES[name]
     x, w, b = case.arrays(seed=3000 + IDS.index(name))
     X, Wt, B = (None if a is None else xp.asarray(a) for a in (x, w, b))
     results = {}
-    for method in METHODS:
+    for method in (m for m in METHODS if applies(m, case.k, case.s, case.d)):
         y, cache = conv_transpose2d_forward(X, Wt, B, method=method, **case.kwargs)
         if not results:
             dy = xp.asarray(np.random.default_rng(3).standard_normal(y.shape))
         results[method] = (y,) + conv_transpose2d_backward(dy, cache)
-    for what, a, z in zip(("output", "dx", "dw", "db"), *results.values(), strict=True):
-        if what == "db" and not case.bias:
-            assert a is None and z is None
-            continue
-        assert_close(a, z, f"{name} {what}: adjoint vs zero_insertion")
+    first, *others = results
+    for other in others:
+        for what, a, z in zip(WHAT, results[first], results[other], strict=True):
+            if what == "db" and not case.bias:
+                assert a is None and z is None
+                continue
+            assert_close(a, z, f"{name} {what}: {first} vs {other}")
 
 
-@pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("name", REFERENCE_IDS)
+@pytest.mark.parametrize(
+    "name, method",
+    [
+        (n, m)
+        for n in REFERENCE_IDS
+        for m in METHODS
+        if applies(m, CASES[n].k, CASES[n].s, CASES[n].d)
+    ],
+)
 def test_conv_transpose2d_matches_scatter_reference(xp, name, method):
     case = CASES[name]
     if method == "zero_insertion" and name not in BOTH_METHODS:
@@ -289,8 +308,10 @@ ADJOINT_CASES = {
 }
 
 
-@pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("name", list(ADJOINT_CASES))
+@pytest.mark.parametrize(
+    "name, method",
+    [(n, m) for n, c in ADJOINT_CASES.items() for m in METHODS if applies(m, c[2], c[3], c[5])],
+)
 def test_conv_transpose2d_is_the_adjoint_of_conv2d(xp, name, method):
     """<conv2d(x, W), y> == <x, conv_transpose2d(y, W)> with the same array W (O, C, kh, kw): the
     conv's weight (out, in) read as the transposed conv's (in, out), mapping O channels back to C.
@@ -333,8 +354,10 @@ GRADCHECK_CASES = {
 }
 
 
-@pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("name", list(GRADCHECK_CASES))
+@pytest.mark.parametrize(
+    "name, method",
+    [(n, m) for n, c in GRADCHECK_CASES.items() for m in METHODS if applies(m, c.k, c.s, c.d)],
+)
 def test_conv_transpose2d_gradcheck(xp, device, name, method):
     case = GRADCHECK_CASES[name]
     manual_seed(list(GRADCHECK_CASES).index(name))
@@ -351,10 +374,21 @@ def test_conv_transpose2d_gradcheck(xp, device, name, method):
 # --- dtypes ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", METHODS)
+FLOAT32_IDS = [
+    "fcn-upscore2-k4-s2-p1-21ch-batch2",
+    "fcn-upscore8-k16-s8-p4-21ch",
+    "k3x2-s2x3-p1x0-op1x2",
+]
+
+
 @pytest.mark.parametrize(
-    "name",
-    ["fcn-upscore2-k4-s2-p1-21ch-batch2", "fcn-upscore8-k16-s8-p4-21ch", "k3x2-s2x3-p1x0-op1x2"],
+    "name, method",
+    [
+        (n, m)
+        for n in FLOAT32_IDS
+        for m in METHODS
+        if applies(m, CASES[n].k, CASES[n].s, CASES[n].d)
+    ],
 )
 def test_conv_transpose2d_float32_layer_matches_torch_float32(xp, name, method):
     case = CASES[name]
@@ -378,7 +412,7 @@ def test_conv_transpose2d_float32_layer_matches_torch_float32(xp, name, method):
 def test_conv_transpose2d_layer_computes_in_the_weight_dtype(xp, method):
     """float64 weights: float32 input is computed in float64, y is float64, dx comes back float32.
     float32 weights: float64 input is computed in float32, y is float32, dx comes back float64."""
-    case = CASES["k3x2-s2x3-p1x0-op1x2"]
+    case = CASES["k3x2-s2x3-p1x0-op1x2" if method != "subpixel" else "fcn-upscore8-k16-s8-p4-21ch"]
     x, w, b = case.arrays(seed=8)
     x32 = x.astype(np.float32)
     yt, dy, dxt, dwt, dbt = torch_conv_transpose2d(case, x32.astype(np.float64), w, b, seed=9)
@@ -481,8 +515,28 @@ def test_conv_transpose2d_layer_rejects_bad_arguments():
     ConvTranspose2d(3, 3, 3, output_padding=1, dilation=2)  # allowed: smaller than the dilation
     with pytest.raises(ValueError, match=r"output_padding must be >= 0, got \(-1, 0\)"):
         conv_transpose2d(np.ones((1, 1, 2, 2)), np.ones((1, 1, 2, 2)), output_padding=(-1, 0))
-    with pytest.raises(ValueError, match=r"method must be one of \('adjoint', 'zero_insertion'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"method must be one of \('auto', 'adjoint', 'zero_insertion', 'subpixel'\)",
+    ):
         ConvTranspose2d(3, 3, 4, stride=2, method="scatter")
+    with pytest.raises(ValueError, match=r"'subpixel' needs every kernel size a multiple of its"):
+        ConvTranspose2d(3, 3, 3, stride=2, method="subpixel")
+    with pytest.raises(ValueError, match=r"dilation \(2, 2\); use 'adjoint'"):
+        ConvTranspose2d(3, 3, 4, stride=2, dilation=2, method="subpixel")
+
+
+@pytest.mark.parametrize(
+    "k, s, d, expected",
+    [(4, 2, 1, "subpixel"), (16, 8, 1, "subpixel"), ((4, 3), (2, 1), 1, "subpixel"),
+     (3, 2, 1, "adjoint"), (4, 2, 2, "adjoint"), ((4, 3), 2, 1, "adjoint")],
+)  # fmt: skip
+def test_auto_picks_subpixel_where_the_kernel_is_a_multiple_of_the_stride(k, s, d, expected):
+    x = np.random.default_rng(0).standard_normal((1, 2, 3, 3))
+    w = np.random.default_rng(1).standard_normal((2, 3) + _pair(k))
+    _, cache = conv_transpose2d_forward(x, w, stride=s, dilation=d)  # method "auto"
+    assert cache.method == expected
+    assert ConvTranspose2d(2, 3, k, stride=s, dilation=d).method == "auto"
 
 
 def test_conv_transpose2d_functional_rejects_bad_input(xp):

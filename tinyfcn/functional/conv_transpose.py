@@ -13,6 +13,10 @@ Shapes (PyTorch's layout: the weight is stored (in, out, kh, kw))::
 ``method="adjoint"`` (how it is computed): the transposed convolution is the adjoint of the
 convolution with the same weight, i.e. exactly conv2d's input gradient: y = col2im(W2^T @ x).
 Its backward is then a forward convolution of dy (dx) and a conv weight gradient (dW).
+
+``method="subpixel"`` (the fastest where K is a multiple of S, as in every FCN upsampling): a
+stride-1 convolution with Cout*S*S output channels and a pixel shuffle, see subpixel.py.
+``method="auto"`` (the default) takes "subpixel" where it applies and "adjoint" elsewhere.
 """
 
 from __future__ import annotations
@@ -35,8 +39,24 @@ from .conv import (
     normalize_conv_args,
     pixels_as_columns,
 )
+from .subpixel import subpixel_backward, subpixel_forward, supports_subpixel
 
-METHODS = ("adjoint", "zero_insertion")
+METHODS = ("auto", "adjoint", "zero_insertion", "subpixel")
+
+
+def resolve_method(method: str, k: tuple, s: tuple, d: tuple, op: str = "conv_transpose2d") -> str:
+    """The method that will run: "auto" becomes "subpixel" where K % S == 0 and D == 1, else
+    "adjoint"; an explicit "subpixel" where it does not apply is an error."""
+    if method not in METHODS:
+        raise ValueError(f"{op}: method must be one of {METHODS}, got {method!r}")
+    if method == "auto":
+        return "subpixel" if supports_subpixel(k, s, d) else "adjoint"
+    if method == "subpixel" and not supports_subpixel(k, s, d):
+        raise ValueError(
+            f"{op}: method 'subpixel' needs every kernel size a multiple of its stride and no "
+            f"dilation, got kernel {k}, stride {s}, dilation {d}; use 'adjoint'"
+        )
+    return method
 
 
 def conv_transpose_output_size(
@@ -105,9 +125,7 @@ def _adjoint_forward(x, weight, bias, k, s, p, op_, d, y_shape):
     """
     N, Cout, Ho, Wo = y_shape
     full = (N, Cout) + tuple(s[a] * (x.shape[2 + a] - 1) + d[a] * (k[a] - 1) + 1 for a in range(2))
-    y = conv2d_input_grad(x, weight, full, s, 0, d)
-    if p != (0, 0) or op_ != (0, 0):
-        y = pad_or_crop(y, -p[0], op_[0] - p[0], -p[1], op_[1] - p[1])
+    y = _crop_full_frame(conv2d_input_grad(x, weight, full, s, 0, d), p, op_)
     if bias is not None:
         y += bias.reshape(1, Cout, 1, 1)
     return y
@@ -118,8 +136,7 @@ def _adjoint_backward(dy, cache: ConvTranspose2dCache):
     k, s, p, op_, d = cache.args
     x, weight = cache.x, cache.weight
     N, Cin, H, W = x.shape
-    if p != (0, 0) or op_ != (0, 0):  # back onto the full frame: the adjoint of the crop
-        dy = pad_or_crop(dy, p[0], p[0] - op_[0], p[1], p[1] - op_[1])
+    dy = _full_frame_grad(dy, p, op_)
     if is_pointwise(k, s, (0, 0), d):
         cols = pixels_as_columns(dy)
     else:
@@ -127,6 +144,20 @@ def _adjoint_backward(dy, cache: ConvTranspose2dCache):
     dx = columns_as_batch(weight.reshape(Cin, -1) @ cols, N, H, W)
     dw = conv2d_weight_grad(x, cols, weight.shape)
     return dx, dw
+
+
+def _crop_full_frame(y, p, op_):
+    """Full frame -> output: crop P from each side, keep output_padding extra rows/columns."""
+    if p == (0, 0) and op_ == (0, 0):
+        return y
+    return pad_or_crop(y, -p[0], op_[0] - p[0], -p[1], op_[1] - p[1])
+
+
+def _full_frame_grad(dy, p, op_):
+    """The adjoint of ``_crop_full_frame``: dy back onto the full frame, zeros where it was cut."""
+    if p == (0, 0) and op_ == (0, 0):
+        return dy
+    return pad_or_crop(dy, p[0], p[0] - op_[0], p[1], p[1] - op_[1])
 
 
 # --- (a) the zero-insertion path -------------------------------------------------------------
@@ -193,7 +224,7 @@ def conv_transpose2d_forward(
     padding=0,
     output_padding=0,
     dilation=1,
-    method: str = "adjoint",
+    method: str = "auto",
 ):
     """y = conv_transpose2d(x, weight) + bias, and the cache for the backward pass.
 
@@ -207,11 +238,18 @@ def conv_transpose2d_forward(
     k, s, p, op_, d, y_shape = _normalize(
         op, x, weight, bias, stride, padding, output_padding, dilation
     )
+    method = resolve_method(method, k, s, d, op)
     cache = ConvTranspose2dCache(
         method, x, weight, bias is not None, (k, s, p, op_, d), x_shape=tuple(x.shape)
     )
     if method == "adjoint":
         y = _adjoint_forward(x, weight, bias, k, s, p, op_, d, y_shape)
+    elif method == "subpixel":
+        y_full, cache.conv_cache = subpixel_forward(x, weight, s)
+        y = _crop_full_frame(y_full, p, op_)
+        if bias is not None:
+            y += bias.reshape(1, -1, 1, 1)
+        cache.x = None
     else:
         y, cache.conv_cache = _zero_insertion_forward(x, weight, bias, k, s, p, op_, d)
         cache.x = None
@@ -227,7 +265,7 @@ def conv_transpose2d(
     padding=0,
     output_padding=0,
     dilation=1,
-    method: str = "adjoint",
+    method: str = "auto",
 ):
     """Forward only, as ``torch.nn.functional.conv_transpose2d`` (plus ``method``)."""
     return conv_transpose2d_forward(
@@ -250,6 +288,9 @@ def conv_transpose2d_backward(dy: Any, cache: ConvTranspose2dCache):
         )
     if cache.method == "adjoint":
         dx, dw = _adjoint_backward(dy, cache)
+    elif cache.method == "subpixel":
+        dy_full = _full_frame_grad(dy, p, op_)
+        dx, dw = subpixel_backward(dy_full, cache.conv_cache, cache.weight.shape, s)
     else:
         dx, dw = _zero_insertion_backward(dy, cache)
     db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None

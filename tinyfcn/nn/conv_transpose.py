@@ -9,9 +9,9 @@ import numpy as np
 from ..functional._checks import check_nchw, pair
 from ..functional.conv import normalize_conv_args
 from ..functional.conv_transpose import (
-    METHODS,
     conv_transpose2d_backward,
     conv_transpose2d_forward,
+    resolve_method,
 )
 from . import init
 from ._layer import cast_back, cast_to_weight
@@ -22,9 +22,11 @@ from .parameter import Parameter
 class ConvTranspose2d(Module):
     """(N, C_in, H, W) -> (N, C_out, Ho, Wo), Ho = S(H-1) - 2P + D(kh-1) + output_padding + 1.
 
-    ``method="adjoint"`` (default, fast: GEMM + col2im) or ``"zero_insertion"`` (insert S-1 zeros,
-    pad, convolve with the flipped kernel: the picture the FCN literature draws). Both give the
-    same numbers; see ``tinyfcn.functional.conv_transpose``.
+    ``method``: ``"adjoint"`` (GEMM + col2im, any kernel), ``"zero_insertion"`` (insert S-1 zeros,
+    pad, convolve with the flipped kernel: the picture the FCN literature draws), ``"subpixel"``
+    (a stride-1 conv with Cout*S*S channels + pixel shuffle, for K a multiple of S: the fastest),
+    or ``"auto"`` (default: subpixel where it applies, else adjoint). All give the same numbers;
+    see ``tinyfcn.functional.conv_transpose``.
     """
 
     def __init__(
@@ -37,13 +39,12 @@ class ConvTranspose2d(Module):
         output_padding=0,
         bias: bool = True,
         dilation=1,
-        method: str = "adjoint",
+        method: str = "auto",
         dtype=np.float32,
     ) -> None:
         super().__init__()
-        if method not in METHODS:
-            raise ValueError(f"ConvTranspose2d: method must be one of {METHODS}, got {method!r}")
         k, s, p, d = normalize_conv_args(kernel_size, stride, padding, dilation)
+        resolve_method(method, k, s, d, "ConvTranspose2d")  # an unknown or unusable method: now
         op_ = pair(output_padding, "output_padding")
         for a in range(2):
             if op_[a] >= s[a] and op_[a] >= d[a]:
@@ -90,4 +91,4 @@ class ConvTranspose2d(Module):
         s += f", output_padding={self.output_padding}" if self.output_padding != (0, 0) else ""
         s += f", dilation={self.dilation}" if self.dilation != (1, 1) else ""
         s += "" if self.bias is not None else ", bias=False"
-        return s + (f", method={self.method!r}" if self.method != "adjoint" else "")
+        return s + (f", method={self.method!r}" if self.method != "auto" else "")
