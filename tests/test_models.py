@@ -145,6 +145,24 @@ def test_paper_initialisation(cls):
     assert all(p.lr_mult == 1 for n, p in learnable.named_parameters() if n.startswith("upscore"))
 
 
+def test_the_same_seed_gives_every_variant_the_same_trunk():
+    """So that a 32s/16s/8s comparison differs only in the skips (the score layers they add
+    must not draw from the generator before the trunk is initialised)."""
+    states = []
+    for cls in VARIANTS:
+        nn.manual_seed(7)
+        states.append(cls(width=1 / 32, dropout=0.5).state_dict())
+    shared = [k for k in states[0] if k.startswith(("conv", "fc6", "fc7", "score_fr"))]
+    assert "conv1_1.weight" in shared and "fc7.weight" in shared
+    for state in states[1:]:
+        for k in shared:
+            np.testing.assert_array_equal(state[k], states[0][k], err_msg=k)
+    nn.manual_seed(8)
+    assert not np.array_equal(
+        VARIANTS[0](width=1 / 32).conv1_1.weight.data, states[0]["conv1_1.weight"]
+    )
+
+
 def test_staged_initialisation_copies_shared_weights():
     m32 = randomise(FCN32s(**SMALL))
     m16 = FCN16s.from_fcn32s(m32)

@@ -1,8 +1,9 @@
-"""The tutorial notebooks: each runs top to bottom in a fresh kernel, and each is committed with figures.
+"""The tutorial notebooks: each runs top to bottom in a fresh kernel, and has figures committed.
 
-Under test the notebooks run with TINYFCN_QUICK=1 (small sizes, short training), in a temporary working
-directory so nothing they write lands in the checkout. The committed outputs come from the full run:
-`jupyter nbconvert --to notebook --execute --inplace notebooks/0*.ipynb` (see notebooks/README.md).
+Under test the notebooks run with TINYFCN_QUICK=1 (small sizes, short training), in a temporary
+working directory so nothing they write lands in the checkout. The committed outputs come from the
+full run: `jupyter nbconvert --to notebook --execute --inplace notebooks/0*.ipynb` (see
+notebooks/README.md).
 """
 
 from pathlib import Path
@@ -33,7 +34,7 @@ def test_the_series_is_numbered_one_to_eight():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_with_outputs(path):
-    """A reader on GitHub sees every output: all code cells ran, in order, with no error, and a figure."""
+    """A reader on GitHub sees every output: all code cells ran, in order, no error, a figure."""
     nb = nbformat.read(path, as_version=4)
     counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
     assert counts and None not in counts, f"{path.name}: some code cells were never run"

@@ -81,6 +81,9 @@ class FCNBase(VGGTrunk):
         self.relu6, self.drop6 = nn.ReLU(), nn.Dropout(dropout)
         self.fc7 = nn.Conv2d(fc, fc, 1)
         self.relu7, self.drop7 = nn.ReLU(), nn.Dropout(dropout)
+        # He init now, before the layers that differ between 32s, 16s and 8s draw from the
+        # generator: with the same seed, all three start from the same trunk and fc6/fc7.
+        self.init_he()
         self.score_fr = nn.Conv2d(fc, num_classes, 1)
         for pool in self.SKIPS:
             setattr(self, f"score_{pool}", nn.Conv2d(self.pool_channels[pool], num_classes, 1))
@@ -106,8 +109,8 @@ class FCNBase(VGGTrunk):
 
     def _initialise(self, learnable_upsampling: bool) -> None:
         """He init for trunk and fc6/fc7; score layers zero; bilinear, frozen upsampling;
-        biases at twice the learning rate without weight decay (the reference solver's setup)."""
-        self.init_he()
+        biases at twice the learning rate without weight decay (the reference solver's setup).
+        (The He init of trunk and fc6/fc7 ran in ``__init__``, before the score layers existed.)"""
         for name, m in self.named_modules():
             if name.startswith("score_"):
                 m.weight.data[...] = 0
