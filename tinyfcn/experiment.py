@@ -35,6 +35,7 @@ class RunConfig:
     data: str = "shapes"  # "shapes" or the root of a PASCAL VOC tree
     class_colours: bool = True  # shapes: each class has a typical hue (see ShapesDataset)
     ring_width: tuple[float, float] = (2.0, 4.0)  # shapes: width range of the rings, pixels
+    object_scale: tuple[float, float] = (0.12, 0.45)  # shapes: object extent / image side
     size: int = 64  # shapes: image side; VOC: training crop side
     train_images: int = 2000
     val_images: int = 200
@@ -52,7 +53,12 @@ class RunConfig:
 def make_datasets(cfg: RunConfig) -> tuple[Any, Any, tuple[str, ...]]:
     """(train set, validation set, class names) for ``cfg.data``."""
     if cfg.data == "shapes":
-        kw = dict(size=cfg.size, class_colours=cfg.class_colours, ring_width=cfg.ring_width)
+        kw = dict(
+            size=cfg.size,
+            class_colours=cfg.class_colours,
+            ring_width=cfg.ring_width,
+            object_scale=cfg.object_scale,
+        )
         train = ShapesDataset(cfg.train_images, seed=(cfg.seed, 0), **kw)
         val = ShapesDataset(cfg.val_images, seed=(cfg.seed, 1), **kw)  # held out
         return train, val, tuple(train.class_names)
@@ -77,7 +83,7 @@ def make_loaders(cfg: RunConfig, train, val) -> tuple[DataLoader, DataLoader]:
     if cfg.data == "shapes":
         train_t = transforms.Compose([transforms.RandomHorizontalFlip(), norm])
         val_t = norm
-        val_batch = cfg.batch_size
+        val_batch = max(cfg.batch_size, 16)  # evaluation needs no small batches
     else:  # VOC images differ in size: random crops for training, one image at a time to test
         train_t = transforms.Compose(
             [

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from ..blas import openblas_function
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -32,27 +34,6 @@ def core_count() -> int:
         return os.cpu_count() or 1
 
 
-def _openblas_call(names: tuple[str, ...], restype) -> Any:
-    """Call the first of ``names`` found in the OpenBLAS that NumPy loaded (Linux), else None."""
-    try:
-        with open("/proc/self/maps") as f:
-            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower()})
-    except OSError:
-        return None
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in names:
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                fn.restype = restype
-                value = fn()
-                return value.decode() if isinstance(value, bytes) else value
-    return None
-
-
 def numpy_blas_info() -> dict:
     """NumPy's BLAS: name, version, runtime kernel and thread count (None where unknown)."""
     info: dict[str, Any] = {"name": None, "version": None, "config": None, "threads": None}
@@ -61,15 +42,14 @@ def numpy_blas_info() -> dict:
         info.update(name=blas.get("name"), version=blas.get("version"))
     except Exception:
         pass
-    prefixes = ("scipy_openblas_", "openblas_")
     for key, stem, restype in (
         ("config", "get_config", ctypes.c_char_p),
         ("threads", "get_num_threads", ctypes.c_int),
     ):
-        names = tuple(p + stem + sfx for p in prefixes for sfx in ("64_", "_64", ""))
-        value = _openblas_call(names, restype)
-        if value is not None:
-            info[key] = value
+        fn = openblas_function(stem, restype)
+        if fn is not None:
+            value = fn()
+            info[key] = value.decode() if isinstance(value, bytes) else value
     return info
 
 
