@@ -248,3 +248,17 @@ def test_predict_returns_label_map():
         np.random.default_rng(0).standard_normal((2, 3, 20, 30)).astype(np.float32)
     )
     assert labels.shape == (2, 20, 30) and labels.max() < 5 and model.training
+
+
+def test_summary_names_a_crop_that_does_not_fit():
+    """Floor pooling at H = 500 leaves FCN-32s's upscore at 512 rows, too few for the crop at 19:
+    the summary says so, as the forward pass does, instead of printing a table that cannot run."""
+    model = FCN32s(num_classes=3, width=1 / 32)
+    model.summary((500, 500))  # ceil mode: fits
+    for i in range(1, 6):
+        getattr(model, f"pool{i}").ceil_mode = False
+    too_small = r"upscore is 512x512, too small for a 500x500 crop at offset 19"
+    with pytest.raises(ValueError, match=too_small):
+        model.summary((500, 500))
+    with pytest.raises(ValueError, match="does not fit"):
+        model(np.zeros((1, 3, 500, 500), np.float32))

@@ -93,19 +93,31 @@ def summary_rows(model, size: tuple[int, int]) -> list[Row]:
             pool = model.SKIPS[i]
             pool_shape, pool_path = blobs[pool]
             offset = model.crop_offsets[f"score_{pool}"]
-            apply(
+            score_shape, _ = apply(
                 f"score_{pool}",
                 pool_shape,
                 pool_path,
                 in_trunk=False,
                 note=f"cropped at {offset} to {shape[1]}x{shape[2]}, added",
             )
+            _check_crop(f"score_{pool}", score_shape[1:], offset, shape[1:], size)
             rows.append(Row(f"fuse_{pool}", "sum", shape, scale=path.scale))
     offset = model.crop_offsets[model.UPSAMPLING[-1][0]]
+    _check_crop(model.UPSAMPLING[-1][0], shape[1:], offset, tuple(size), size)
     rows.append(
         Row("scores", "Crop", (shape[0],) + tuple(size), scale=path.scale, note=f"offset {offset}")
     )
     return rows
+
+
+def _check_crop(name: str, have, offset: int, need, size) -> None:
+    """The error the forward pass would raise: a crop window that runs off its map."""
+    if any(offset + n > h for h, n in zip(have, need, strict=True)):
+        raise ValueError(
+            f"summary at {size[0]}x{size[1]}: {name} is {have[0]}x{have[1]}, too small for a "
+            f"{need[0]}x{need[1]} crop at offset {offset} (the forward pass would fail here too; "
+            "the paper geometry needs ceil_mode pooling)"
+        )
 
 
 def _stride(scale: Fraction) -> str:
