@@ -11,6 +11,7 @@ from tests.helpers import assert_close
 from tinyfcn import nn
 from tinyfcn.gradcheck import relative_error
 from tinyfcn.models import VGG16, FCN8s, FCN8sAtOnce, FCN16s, FCN32s, geometry
+from tinyfcn.models.summary import summary_rows
 from tinyfcn.models.surgery import bilinear_kernel, convolutionalize
 from tinyfcn.torch_twin import build_torch_twin
 
@@ -260,5 +261,7 @@ def test_summary_names_a_crop_that_does_not_fit():
     too_small = r"upscore is 512x512, too small for a 500x500 crop at offset 19"
     with pytest.raises(ValueError, match=too_small):
         model.summary((500, 500))
+    rows = {r.name: r for r in summary_rows(model, (500, 500))}  # the tracer still shows why
+    assert rows["upscore"].shape[1:] == (512, 512)
     with pytest.raises(ValueError, match="does not fit"):
         model(np.zeros((1, 3, 500, 500), np.float32))

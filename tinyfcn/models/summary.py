@@ -38,8 +38,12 @@ def _flops(layer, in_shape, out_shape) -> int:
     return 0
 
 
-def summary_rows(model, size: tuple[int, int]) -> list[Row]:
-    """One Row per layer of ``model`` (an FCNBase) for an input of ``size`` = (H, W)."""
+def summary_rows(model, size: tuple[int, int], check_crops: bool = False) -> list[Row]:
+    """One Row per layer of ``model`` (an FCNBase) for an input of ``size`` = (H, W).
+
+    ``check_crops``: raise where a crop window runs off its map (the forward pass would); off,
+    the rows trace the sizes regardless, e.g. to show why such a network fails.
+    """
     H, W = size
     if model.geometry == "compact":
         H, W = -(-H // 32) * 32, -(-W // 32) * 32
@@ -100,10 +104,12 @@ def summary_rows(model, size: tuple[int, int]) -> list[Row]:
                 in_trunk=False,
                 note=f"cropped at {offset} to {shape[1]}x{shape[2]}, added",
             )
-            _check_crop(f"score_{pool}", score_shape[1:], offset, shape[1:], size)
+            if check_crops:
+                _check_crop(f"score_{pool}", score_shape[1:], offset, shape[1:], size)
             rows.append(Row(f"fuse_{pool}", "sum", shape, scale=path.scale))
     offset = model.crop_offsets[model.UPSAMPLING[-1][0]]
-    _check_crop(model.UPSAMPLING[-1][0], shape[1:], offset, tuple(size), size)
+    if check_crops:
+        _check_crop(model.UPSAMPLING[-1][0], shape[1:], offset, tuple(size), size)
     rows.append(
         Row("scores", "Crop", (shape[0],) + tuple(size), scale=path.scale, note=f"offset {offset}")
     )
@@ -125,7 +131,7 @@ def _stride(scale: Fraction) -> str:
 
 
 def format_summary(model, size: tuple[int, int]) -> str:
-    rows = summary_rows(model, size)
+    rows = summary_rows(model, size, check_crops=True)
     lines = [
         f"{type(model).__name__} ({model.geometry} geometry, width {model.width}) on a "
         f"{size[0]}x{size[1]} input",
