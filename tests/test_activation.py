@@ -54,8 +54,9 @@ def test_relu_special_values_match_torch(xp):
     np.testing.assert_array_equal(asnumpy(dx), [0.0, 0.0, 0.0, 0.0, 5.0, 6.0, 7.0, 0.0])
 
     # An infinite or nan upstream gradient at a blocked position is blocked, as in PyTorch.
-    x = np.array([-1.0, 0.0, 2.0])
-    dy = np.array([np.inf, np.nan, 3.0])
+    # A nan or inf that reaches an open position passes through.
+    x = np.array([-1.0, 0.0, 2.0, 1.0, 3.0])
+    dy = np.array([np.inf, np.nan, 3.0, np.nan, -np.inf])
     xt = to_torch(x, requires_grad=True)
     torch.relu(xt).backward(to_torch(dy))
     dx = relu_backward(xp.asarray(dy), relu_forward(xp.asarray(x))[1])
