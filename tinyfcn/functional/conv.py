@@ -166,14 +166,21 @@ def col2im(
             f"col2im expected cols of shape {(C * k[0] * k[1], N * Ho * Wo)} for x_shape "
             f"{tuple(x_shape)}, got {tuple(cols.shape)}"
         )
-    cols6 = cols.reshape(C, k[0], k[1], N, Ho, Wo)
     x_pad = xp.zeros((C, N, H + 2 * p[0], W + 2 * p[1]), dtype=cols.dtype)  # cols' (C, N) order
-    for i in range(k[0]):
-        for j in range(k[1]):
-            rows, columns = _window_slices(i, j, (Ho, Wo), s, d)
-            x_pad[:, :, rows, columns] += cols6[:, i, j]
+    col2im_add(cols, x_pad, k, s, d, (Ho, Wo))
     x = x_pad[:, :, p[0] : p[0] + H, p[1] : p[1] + W].transpose(1, 0, 2, 3)  # (N, C, H, W)
     return x if p == (0, 0) and N == 1 else xp.ascontiguousarray(x)
+
+
+def col2im_add(cols: Any, x_pad: Any, k, s, d, out_hw: tuple[int, int]) -> None:
+    """x_pad (C, N, Hp, Wp) += col2im(cols): each kernel tap's (N, Ho, Wo) block of cols
+    (C*kh*kw, N*Ho*Wo) added onto the strided window of x_pad it was read from."""
+    C, N = x_pad.shape[:2]
+    cols6 = cols.reshape(C, k[0], k[1], N, *out_hw)
+    for i in range(k[0]):
+        for j in range(k[1]):
+            rows, columns = _window_slices(i, j, out_hw, s, d)
+            x_pad[:, :, rows, columns] += cols6[:, i, j]
 
 
 def is_pointwise(k, s, p, d) -> bool:

@@ -8,6 +8,12 @@ import numpy as np
 
 from ..functional._checks import check_nchw
 from ..functional.conv import conv2d_backward, conv2d_forward, normalize_conv_args
+from ..functional.conv_blocked import (
+    BlockedConvCache,
+    conv2d_blocked_backward,
+    conv2d_blocked_forward,
+    use_blocked,
+)
 from ..functional.conv_chunked import conv2d_chunked
 from . import init
 from ._layer import cast_back, cast_to_weight
@@ -21,7 +27,8 @@ class Conv2d(Module):
 
     Ho = floor((H + 2P - D(kh-1) - 1) / S) + 1. Initialised like PyTorch, U(+-1/sqrt(fan_in)).
     The im2col matrix of one forward is reused as the next forward's buffer once backward has
-    run, so a training loop does not allocate it afresh each step.
+    run, so a training loop does not allocate it afresh each step. Thin layers on large images
+    train in cache-sized blocks instead and keep no matrix at all (``functional.conv_blocked``).
     """
 
     def __init__(
@@ -53,9 +60,14 @@ class Conv2d(Module):
             return conv2d_chunked(
                 x, self.weight.data, bias, self.stride, self.padding, self.dilation
             )
+        args = (self.kernel_size, self.stride, self.padding, self.dilation)
+        if use_blocked(x.shape, self.weight.shape, *args, x.itemsize):
+            y, cache = conv2d_blocked_forward(x, self.weight.data, bias, *args)
+            self._save((cache, x_dtype))
+            return y
         stale = self.__dict__.get("_cache")
-        if stale is not None:  # a forward whose backward never ran: this one replaces it
-            self._keep_spare(stale[0].cols)
+        if stale is not None and not isinstance(stale[0], BlockedConvCache):
+            self._keep_spare(stale[0].cols)  # a forward whose backward never ran: replaced
         spare = self._fitting(self._spare_cols, x)
         object.__setattr__(self, "_spare_cols", None)
         y, cache = conv2d_forward(
@@ -67,13 +79,15 @@ class Conv2d(Module):
     def backward(self, dy: Any) -> Any:
         cache, x_dtype = self._take_cache()
         dy = dy.astype(self.weight.dtype, copy=False)
-        dx, dw, db = conv2d_backward(
-            dy, cache, overwrite_cols=True, dw_out=self.weight.writable_grad()
-        )
+        dw_out = self.weight.writable_grad()
+        if isinstance(cache, BlockedConvCache):
+            dx, dw, db = conv2d_blocked_backward(dy, cache, dw_out=dw_out)
+        else:
+            dx, dw, db = conv2d_backward(dy, cache, overwrite_cols=True, dw_out=dw_out)
+            self._keep_spare(cache.cols)
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)
-        self._keep_spare(cache.cols)
         return cast_back(dx, x_dtype)
 
     def _fitting(self, buffer: Any, x: Any) -> Any:
