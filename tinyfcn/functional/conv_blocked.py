@@ -22,12 +22,11 @@ from typing import Any
 
 from ..backend import get_array_module
 from .conv import col2im_add, conv_output_shape, im2col, pad2d
-from .conv_chunked import conv2d_chunked
+from .conv_chunked import _workspace, conv2d_chunked
 
 # Measured on the 2-core development machine (float32, fwd + bwd): thin layers gain (16 -> 16
 # channels at 8 x 128 x 128: 57 -> 47 ms), wide ones lose (256 channels at 56 x 56: 65 -> 75 ms).
 BLOCKED = {"max_patch": 512, "min_cols_bytes": 4 * 2**20, "block_bytes": 2**20}
-_workspaces: dict = {}
 
 
 @dataclass
@@ -47,14 +46,6 @@ def use_blocked(x_shape, weight_shape, k, s, p, d, itemsize: int) -> bool:
         return False
     Ho, Wo = conv_output_shape("conv2d", tuple(x_shape[2:]), k, s, p, d)
     return C * kh * kw * x_shape[0] * Ho * Wo * itemsize >= BLOCKED["min_cols_bytes"]
-
-
-def _workspace(xp, dtype, name: str, size: int):
-    key = (xp.__name__, str(dtype), name)
-    buffer = _workspaces.get(key)
-    if buffer is None or buffer.size < size:
-        buffer = _workspaces[key] = xp.empty(size, dtype=dtype)
-    return buffer[:size]
 
 
 def _rows_per_block(patch: int, Wo: int, Ho: int, itemsize: int) -> int:
@@ -91,11 +82,11 @@ def conv2d_blocked_backward(dy: Any, cache: BlockedConvCache, dw_out: Any = None
             r1 = min(Ho, r0 + rows)
             m = (r1 - r0) * Wo
             lo, hi = r0 * s[0], (r1 - 1) * s[0] + d[0] * (k[0] - 1) + 1  # the slab's rows
-            block = _workspace(xp, x.dtype, "cols", patch * m).reshape(patch, m)
+            block = _workspace(xp, x.dtype, patch * m)[: patch * m].reshape(patch, m)
             cols = im2col(x_pad[:, :, lo:hi], k, s, 0, d, out=block)
             g = dy_n[:, r0 * Wo : r1 * Wo]  # (O, m)
             dw2 += xp.matmul(g, cols.T, out=partial)
-            dcols = _workspace(xp, x.dtype, "dcols", patch * m).reshape(patch, m)
+            dcols = _workspace(xp, x.dtype, patch * m, "dcols")[: patch * m].reshape(patch, m)
             xp.matmul(w2.T, g, out=dcols)
             col2im_add(dcols, dx_n[:, :, lo:hi], k, s, d, (r1 - r0, Wo))
     db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None

@@ -48,9 +48,10 @@ def set_im2col_budget(nbytes: int) -> None:
     _workspaces.clear()
 
 
-def _workspace(xp, dtype, size: int):
-    """A flat array of at least ``size`` elements, shared by every forward-only convolution."""
-    key = (xp.__name__, str(dtype))
+def _workspace(xp, dtype, size: int, name: str = "cols"):
+    """A flat array of at least ``size`` elements, shared by every convolution that asks for
+    ``name`` (one layer runs at a time)."""
+    key = (xp.__name__, str(dtype), name)
     buffer = _workspaces.get(key)
     if buffer is None or buffer.size < size:
         buffer = _workspaces[key] = xp.empty(size, dtype=dtype)
