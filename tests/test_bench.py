@@ -83,6 +83,19 @@ def test_layer_list_matches_fcn8s_at_224():
     assert (specs["score_pool3"].hw, specs["upscore8"].hw) == (28, 28)
 
 
+def test_layer_list_at_a_width_has_the_model_channels():
+    from tinyfcn.models import FCN8s
+
+    model = FCN8s(num_classes=21, width=0.25)
+    modules = dict(model.named_modules())
+    for spec in layer_specs(128, width=0.25):
+        if spec.kind == "conv":
+            weight = modules[spec.name].weight.data
+            assert weight.shape == (spec.cout, spec.cin, spec.kernel, spec.kernel), spec.name
+    specs = {s.name: s for s in layer_specs(128, width=0.25)}
+    assert (specs["conv1_2"].cin, specs["fc7"].cout, specs["pool4"].cin) == (16, 1024, 128)
+
+
 def test_unknown_layer_is_named():
     with pytest.raises(ValueError, match="conv9_9"):
         bench_layers(rounds=1, size=32, layers=["conv9_9"])

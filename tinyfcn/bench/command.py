@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     layers = sub.add_parser("layers", help="time every VGG16/FCN-8s layer, tinyfcn vs torch.nn")
     _common(layers)
     layers.add_argument("--size", type=int, help="input height and width (224; --quick: 112)")
+    layers.add_argument("--width", type=float, default=1.0, help="channel width multiplier (1)")
     layers.add_argument("--only", help="comma-separated layer names, e.g. conv3_1,fc7")
     layers.add_argument("--quick", action="store_true", help="smoke test: 3 rounds, size 112")
 
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "layers":
         only = args.only.split(",") if args.only else None
-        header, rows = run_benchmark(size=args.size, layers=only, **common)
+        header, rows = run_benchmark(size=args.size, layers=only, width=args.width, **common)
         table = format_table(rows)
     else:
         header, rows = run_model_benchmark(

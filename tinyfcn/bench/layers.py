@@ -1,6 +1,7 @@
 """Layer benchmark: every VGG16/FCN-8s layer, tinyfcn vs torch.nn with identical weights.
 
-    python -m tinyfcn.bench layers [--rounds 7] [--size 224] [--only conv3_1,fc7] [--json PATH]
+    python -m tinyfcn.bench layers [--rounds 7] [--size 224] [--width 1] [--only conv3_1,fc7]
+                                   [--json PATH]
 
 "fwd" is an inference forward (``no_grad`` in both); "fwd+bwd" is a training step: forward,
 then backward with a random upstream gradient made once, computing dx, dW and db in both
@@ -92,11 +93,12 @@ def bench_layers(
     device: str = "cpu",
     layers: list[str] | None = None,
     json_path: str | None = None,
+    width: float = 1.0,
     **options: Any,
 ) -> list[dict]:
     """One row per (layer, pass); ``options`` (warmup, min_block_s, gemm_size, quiet_wait_s,
     progress) and the timing method are described at ``run_benchmark`` (which adds the header)."""
-    return run_benchmark(rounds, size, batch, device, layers, json_path, **options)[1]
+    return run_benchmark(rounds, size, batch, device, layers, json_path, width, **options)[1]
 
 
 def run_benchmark(
@@ -106,6 +108,7 @@ def run_benchmark(
     device: str = "cpu",
     layers: list[str] | None = None,
     json_path: str | None = None,
+    width: float = 1.0,
     *,
     warmup: int = 2,
     min_block_s: float = 0.02,
@@ -120,7 +123,7 @@ def run_benchmark(
     and records seconds per call. Rows carry medians, minima, maxima and every sample in ms.
     ``quiet_wait_s`` > 0 waits for other processes to go idle and re-runs disturbed rounds.
     """
-    specs = layer_specs(size)
+    specs = layer_specs(size, width)
     if layers is not None:
         known = {s.name: s for s in specs}
         unknown = [name for name in layers if name not in known]
@@ -128,7 +131,7 @@ def run_benchmark(
             raise ValueError(f"unknown layers {unknown}; choose from {', '.join(known)}")
         specs = [s for s in specs if s.name in layers]
     session = start_session(
-        device, rounds, warmup, gemm_size, benchmark="layers", size=size, batch=batch
+        device, rounds, warmup, gemm_size, benchmark="layers", size=size, batch=batch, width=width
     )
     torch = session.torch
 

@@ -44,7 +44,9 @@ def write_json(path: str, header: dict, rows: list[dict]) -> None:
 def _workload(header: dict) -> str:
     """What was timed: the layers' input size, or the model, its geometry and input size."""
     if header.get("benchmark") != "model":
-        return f"batch {header['batch']}, {header['size']}x{header['size']} input"
+        width = header.get("width", 1.0)
+        scaled = f"FCN-8s layers at width {width:g}, " if width != 1.0 else ""
+        return f"{scaled}batch {header['batch']}, {header['size']}x{header['size']} input"
     H, W = header["size"]
     return (
         f"{header['model']} ({header['geometry']} geometry, width {header['width']:g}), "

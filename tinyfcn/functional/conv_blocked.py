@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backend import get_array_module
-from .conv import col2im_add, conv_output_shape, im2col, pad2d
+from .conv import col2im_add, conv_output_shape, im2col, pad2d, weight_grad_gemm
 from .conv_chunked import _workspace, conv2d_chunked
 
 # Measured on the 2-core development machine (float32, fwd + bwd): thin layers gain (16 -> 16
@@ -71,7 +71,6 @@ def conv2d_blocked_backward(dy: Any, cache: BlockedConvCache, dw_out: Any = None
     dw = xp.zeros(weight.shape, dtype=dy.dtype) if dw_out is None else dw_out
     dw2 = dw.reshape(O, patch)
     dw2[...] = 0
-    partial = xp.empty_like(dw2)
     rows = _rows_per_block(patch, Wo, Ho, dy.itemsize)
     dx_pad = xp.zeros((N, C, H + 2 * p[0], W + 2 * p[1]), dtype=dy.dtype)
     for n in range(N):
@@ -85,7 +84,7 @@ def conv2d_blocked_backward(dy: Any, cache: BlockedConvCache, dw_out: Any = None
             block = _workspace(xp, x.dtype, patch * m)[: patch * m].reshape(patch, m)
             cols = im2col(x_pad[:, :, lo:hi], k, s, 0, d, out=block)
             g = dy_n[:, r0 * Wo : r1 * Wo]  # (O, m)
-            dw2 += xp.matmul(g, cols.T, out=partial)
+            weight_grad_gemm(g, cols, dw2, accumulate=True)
             dcols = _workspace(xp, x.dtype, patch * m, "dcols")[: patch * m].reshape(patch, m)
             xp.matmul(w2.T, g, out=dcols)
             col2im_add(dcols, dx_n[:, :, lo:hi], k, s, d, (r1 - r0, Wo))
