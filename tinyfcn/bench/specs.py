@@ -46,6 +46,7 @@ def layer_specs(size: int = 224, width: float = 1.0) -> list[LayerSpec]:
     for _ in range(5):
         s.append(-(-s[-1] // 2))
     specs = []
+
     def c(channels: int) -> int:
         return scaled(channels, width)
 
