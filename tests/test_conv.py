@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from tests.helpers import assert_close, to_torch
 from tinyfcn.backend import asnumpy
 from tinyfcn.functional import col2im, conv2d, conv2d_backward, conv2d_forward, im2col
+from tinyfcn.functional.conv import weight_grad_gemm
 from tinyfcn.functional.reference import conv2d_reference
 from tinyfcn.gradcheck import assert_gradcheck
 from tinyfcn.nn import Conv2d, manual_seed, no_grad
@@ -584,3 +585,18 @@ def test_weight_grad_is_written_into_the_zeroed_grad_buffer(xp, batch):
     layer(x)
     layer.backward(dy)
     assert_close(layer.weight.grad, 2 * first, "dW accumulated over two backward passes")
+
+
+@pytest.mark.parametrize(
+    "O, K, M", [(4, 9, 300), (600, 9, 300), (4, 9, 20)], ids=["transposed", "wide", "few-pixels"]
+)
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_weight_grad_gemm_both_orders_give_dy2_cols_t(xp, O, K, M, accumulate):
+    """dW = dY2 @ cols^T, whichever order of the product weight_grad_gemm takes."""
+    rng = np.random.default_rng(O + M)
+    dy2, cols = xp.asarray(rng.standard_normal((O, M))), xp.asarray(rng.standard_normal((K, M)))
+    start = xp.asarray(rng.standard_normal((O, K)))
+    dw2 = start.copy()
+    weight_grad_gemm(dy2, cols, dw2, accumulate=accumulate)
+    expected = dy2 @ cols.T + (start if accumulate else 0)
+    assert_close(dw2, expected, f"dW ({O}x{K} on {M} pixels)")

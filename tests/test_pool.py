@@ -337,3 +337,51 @@ def test_backward_checks_dy_shape(xp):
 def test_layer_backward_without_forward_raises():
     with pytest.raises(RuntimeError, match="without a preceding forward"):
         MaxPool2d(2).backward(np.zeros((1, 1, 2, 2)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Ties and NaN: which input receives the gradient (FCN's 2x2 pools take a two-step fast path)
+
+POOLS = {  # kernel, stride, padding, ceil_mode, input H x W
+    "2x2-s2": (2, 2, 0, False, (6, 8)),
+    "2x2-s2-odd-ceil": (2, 2, 0, True, (7, 5)),
+    "2x2-s2-odd-floor": (2, 2, 0, False, (7, 5)),
+    "3x3-s2-p1": (3, 2, 1, True, (7, 6)),
+    "3x3-s1-overlap": (3, 1, 0, False, (5, 6)),
+}
+
+
+@pytest.mark.parametrize("name", list(POOLS))
+def test_ties_route_to_the_first_maximum_like_torch(xp, name):
+    """After a ReLU most windows tie at 0: the first maximum in row-major order wins."""
+    k, s, p, ceil, hw = POOLS[name]
+    rng = np.random.default_rng(7)
+    x = np.maximum(rng.integers(-2, 3, (2, 3) + hw), 0).astype(np.float64)
+    y, cache = max_pool2d_forward(xp.asarray(x), k, s, p, ceil_mode=ceil)
+    dy = rng.standard_normal(y.shape)
+    dx = max_pool2d_backward(xp.asarray(dy), cache)
+    xt = to_torch(x, requires_grad=True)
+    yt = F.max_pool2d(xt, k, s, p, ceil_mode=ceil)
+    yt.backward(to_torch(dy))
+    assert_close(y, yt, f"{name} output")
+    assert_close(dx, xt.grad, f"{name} dx with ties")
+    _, argmax = max_pool2d_reference(x, k, s, p, ceil_mode=ceil)
+    ref = max_pool2d_backward_reference(dy, argmax, x.shape)
+    assert_close(dx, ref, f"{name} dx vs the loop reference")
+
+
+@pytest.mark.parametrize("name", list(POOLS))
+def test_nan_windows_route_to_their_last_nan_like_torch(xp, name):
+    k, s, p, ceil, hw = POOLS[name]
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 2) + hw)
+    x[rng.random(x.shape) < 0.2] = np.nan
+    y, cache = max_pool2d_forward(xp.asarray(x), k, s, p, ceil_mode=ceil)
+    dy = rng.standard_normal(y.shape)
+    dx = asnumpy(max_pool2d_backward(xp.asarray(dy), cache))
+    xt = to_torch(x, requires_grad=True)
+    yt = F.max_pool2d(xt, k, s, p, ceil_mode=ceil)
+    yt.backward(to_torch(dy))
+    np.testing.assert_array_equal(np.isnan(asnumpy(y)), np.isnan(yt.detach().numpy()))
+    assert np.isnan(asnumpy(y)).any(), "the test needs NaN windows"
+    assert_close(dx, xt.grad, f"{name} dx with NaN")

@@ -183,6 +183,15 @@ def col2im_add(cols: Any, x_pad: Any, k, s, d, out_hw: tuple[int, int]) -> None:
             x_pad[:, :, rows, columns] += cols6[:, i, j]
 
 
+def flip_transpose(weight: Any):
+    """(A, B, kh, kw) -> (B, A, kh, kw) flipped in both spatial axes (a view); its own inverse.
+
+    The kernel of the transposed convolution: conv_transpose2d(y, W) == conv2d(z, flip_transpose(W))
+    where z is y with zeros inserted and padded (see conv_transpose.py).
+    """
+    return weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
+
+
 def is_pointwise(k, s, p, d) -> bool:
     """A 1x1 kernel, stride 1, no padding: cols is the input itself, the conv one plain GEMM."""
     return k == (1, 1) and s == (1, 1) and p == (0, 0)
@@ -270,20 +279,22 @@ def conv2d_weight_grad(dy: Any, cols: Any, weight_shape: tuple[int, ...], out: A
     return dw
 
 
-# Below this many output channels dW^T = cols @ dY2^T beats dW = dY2 @ cols^T in OpenBLAS
-# (one thread, float32: 16 channels 36 -> 72 GFLOP/s, 64: 71 -> 84, 512: even; fc6's 4096
-# channels on 49 pixels lose 85 -> 69, so the wide layers keep the direct product).
-TRANSPOSED_DW_MAX_CHANNELS = 512
+# dW^T = cols @ dY2^T runs faster than dW = dY2 @ cols^T in OpenBLAS when the output channels
+# are few and the pixels many (one thread, float32: 16 channels on 16384 pixels 2.1 -> 1.2 ms,
+# 32 on 512 0.18 -> 0.13 ms); the (K, O) result must then be transposed back, which costs more than
+# it saves on few pixels (fc7 of the demo, 512 x 512 on 8 pixels: 0.10 -> 0.66 ms) or wide layers.
+TRANSPOSED_DW = {"max_channels": 512, "min_pixels": 256}
 
 
 def weight_grad_gemm(dy2: Any, cols: Any, dw2: Any, accumulate: bool = False) -> None:
     """dw2 (O, K) = (or +=) dy2 (O, M) @ cols (K, M)^T, the sum over the M output pixels.
 
-    For thin layers computed as the transpose of cols @ dy2^T: the same sums, in the order
-    OpenBLAS runs fastest (see TRANSPOSED_DW_MAX_CHANNELS); the (K, O) result is small.
+    For thin layers on many pixels computed as the transpose of cols @ dy2^T: the same sums, in
+    the order OpenBLAS runs fastest (see TRANSPOSED_DW).
     """
     xp = get_array_module(dy2, cols, dw2)
-    if dy2.shape[0] <= TRANSPOSED_DW_MAX_CHANNELS:
+    O, M = dy2.shape
+    if O <= TRANSPOSED_DW["max_channels"] and M >= TRANSPOSED_DW["min_pixels"]:
         dw2_t = xp.matmul(cols, dy2.T)
         if accumulate:
             dw2 += dw2_t.T

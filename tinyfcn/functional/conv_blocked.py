@@ -13,6 +13,17 @@ rebuilds it from the input (a cheap copy) instead of storing it:
 
 where slab is the padded input rows the block reads. The same products as ``conv2d_backward``;
 only the order of the sums in dW differs (float rounding). ``use_blocked`` says when it pays.
+
+dX without col2im. At stride 1 the transposed convolution that is dX needs no zero insertion, so
+it is an ordinary convolution of dY, with the kernel flipped and its two channel axes swapped:
+
+    dX = conv2d(dY, flip_transpose(W), padding = D(K-1) - P, dilation D)        (stride 1 only)
+
+and runs through the same cache-sized im2col blocks as the forward: no (C*kh*kw, N*Ho*Wo)
+matrix of W2^T @ dY2, and none of col2im's kh*kw read-modify-write passes over dX (conv1_2 of the
+educational model, 16 channels at 8 x 128 x 128, one thread: 40 -> 14 ms). The flipped kernel is
+a copy of W, so this route is taken only where W is smaller than dX (not for fc6, whose weight is
+411 MB at full width). ``input_grad_is_conv`` says when it applies; every Conv2d uses it there.
 """
 
 from __future__ import annotations
@@ -21,12 +32,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backend import get_array_module
-from .conv import col2im_add, conv_output_shape, im2col, pad2d, weight_grad_gemm
-from .conv_chunked import _workspace, conv2d_chunked
+from .conv import (
+    col2im_add,
+    conv_output_shape,
+    flip_transpose,
+    im2col,
+    pad2d,
+    weight_grad_gemm,
+)
+from .conv_chunked import _workspace, conv2d_chunked, im2col_budget
 
 # Measured on the 2-core development machine (float32, fwd + bwd): thin layers gain (16 -> 16
 # channels at 8 x 128 x 128: 57 -> 47 ms), wide ones lose (256 channels at 56 x 56: 65 -> 75 ms).
-BLOCKED = {"max_patch": 512, "min_cols_bytes": 4 * 2**20, "block_bytes": 2**20}
+# A block is block_bytes of im2col matrix, or min_pixels columns where the patch is long.
+BLOCKED = {"max_patch": 512, "min_cols_bytes": 4 * 2**20, "block_bytes": 2**20, "min_pixels": 512}
 
 
 @dataclass
@@ -48,14 +67,51 @@ def use_blocked(x_shape, weight_shape, k, s, p, d, itemsize: int) -> bool:
     return C * kh * kw * x_shape[0] * Ho * Wo * itemsize >= BLOCKED["min_cols_bytes"]
 
 
+def block_bytes(patch: int, itemsize: int) -> int:
+    """Bytes of im2col matrix one block holds: cache-sized, but at least min_pixels columns."""
+    return max(BLOCKED["block_bytes"], patch * itemsize * BLOCKED["min_pixels"])
+
+
+def chunk_budget(patch: int, itemsize: int) -> int | None:
+    """im2col bytes per block for a forward-type pass: cache-sized where the patch is thin,
+    else None (``im2col_budget()``): on two threads, small GEMMs on long patches lose more than
+    the cache gains (dX of conv1_2 at full width, 64 channels at 224 x 224: 48 ms whole, 68 ms
+    in 1 MiB blocks). Never above the memory budget ``im2col_budget()``."""
+    if patch > BLOCKED["max_patch"]:
+        return None
+    return min(block_bytes(patch, itemsize), im2col_budget())
+
+
 def _rows_per_block(patch: int, Wo: int, Ho: int, itemsize: int) -> int:
-    return max(1, min(Ho, BLOCKED["block_bytes"] // (patch * Wo * itemsize)))
+    return max(1, min(Ho, block_bytes(patch, itemsize) // (patch * Wo * itemsize)))
 
 
 def conv2d_blocked_forward(x: Any, weight: Any, bias: Any, k, s, p, d):
     """y = conv2d(x, weight) + bias in blocks of output rows, and the cache (the input)."""
-    y = conv2d_chunked(x, weight, bias, s, p, d, budget=BLOCKED["block_bytes"])
+    budget = block_bytes(weight[0].size, x.itemsize)
+    y = conv2d_chunked(x, weight, bias, s, p, d, budget=budget)
     return y, BlockedConvCache(x, weight, bias is not None, (k, s, p, d))
+
+
+def input_grad_is_conv(weight_shape, x_shape, k, s, p, d) -> bool:
+    """dX is a convolution of dY (stride 1, P <= D(K-1)) and W is no larger than dX."""
+    n_weight = weight_shape[0] * weight_shape[1] * k[0] * k[1]
+    n_dx = x_shape[0] * x_shape[1] * x_shape[2] * x_shape[3]
+    fits = all(p[a] <= d[a] * (k[a] - 1) for a in range(2))
+    return s == (1, 1) and fits and n_weight <= n_dx
+
+
+def conv2d_input_grad_as_conv(dy: Any, weight: Any, k, p, d):
+    """dX = conv2d(dY, flip_transpose(W), padding D(K-1) - P, dilation D) for a stride-1 conv.
+
+    dy (N, O, Ho, Wo), weight (O, C, kh, kw) -> dx (N, C, H, W), one sample at a time, in
+    blocks of ``chunk_budget`` bytes.
+    """
+    xp = get_array_module(dy, weight)
+    pad = tuple(d[a] * (k[a] - 1) - p[a] for a in range(2))
+    w_flip = xp.ascontiguousarray(flip_transpose(weight))  # (C, O, kh, kw)
+    budget = chunk_budget(w_flip[0].size, dy.itemsize)
+    return conv2d_chunked(dy, w_flip, None, 1, pad, d, budget=budget)
 
 
 def conv2d_blocked_backward(dy: Any, cache: BlockedConvCache, dw_out: Any = None):
@@ -71,12 +127,12 @@ def conv2d_blocked_backward(dy: Any, cache: BlockedConvCache, dw_out: Any = None
     dw = xp.zeros(weight.shape, dtype=dy.dtype) if dw_out is None else dw_out
     dw2 = dw.reshape(O, patch)
     dw2[...] = 0
+    dx_is_conv = input_grad_is_conv(weight.shape, x.shape, k, s, p, d)
     rows = _rows_per_block(patch, Wo, Ho, dy.itemsize)
-    dx_pad = xp.zeros((N, C, H + 2 * p[0], W + 2 * p[1]), dtype=dy.dtype)
+    dx_pad = None if dx_is_conv else xp.zeros((N, C, H + 2 * p[0], W + 2 * p[1]), dy.dtype)
     for n in range(N):
         x_pad = pad2d(x[n : n + 1], p)
         dy_n = dy[n].reshape(O, Ho * Wo)
-        dx_n = dx_pad[n : n + 1].transpose(1, 0, 2, 3)  # (C, 1, Hp, Wp): col2im's order
         for r0 in range(0, Ho, rows):
             r1 = min(Ho, r0 + rows)
             m = (r1 - r0) * Wo
@@ -85,9 +141,13 @@ def conv2d_blocked_backward(dy: Any, cache: BlockedConvCache, dw_out: Any = None
             cols = im2col(x_pad[:, :, lo:hi], k, s, 0, d, out=block)
             g = dy_n[:, r0 * Wo : r1 * Wo]  # (O, m)
             weight_grad_gemm(g, cols, dw2, accumulate=True)
-            dcols = _workspace(xp, x.dtype, patch * m, "dcols")[: patch * m].reshape(patch, m)
-            xp.matmul(w2.T, g, out=dcols)
-            col2im_add(dcols, dx_n[:, :, lo:hi], k, s, d, (r1 - r0, Wo))
+            if not dx_is_conv:
+                dcols = _workspace(xp, x.dtype, patch * m, "dcols")[: patch * m]
+                dcols = xp.matmul(w2.T, g, out=dcols.reshape(patch, m))
+                dx_n = dx_pad[n : n + 1].transpose(1, 0, 2, 3)  # (C, 1, Hp, Wp): col2im's order
+                col2im_add(dcols, dx_n[:, :, lo:hi], k, s, d, (r1 - r0, Wo))
     db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
+    if dx_is_conv:
+        return conv2d_input_grad_as_conv(dy, weight, k, p, d), dw, db
     dx = dx_pad[:, :, p[0] : p[0] + H, p[1] : p[1] + W]
     return (dx if p == (0, 0) else xp.ascontiguousarray(dx)), dw, db

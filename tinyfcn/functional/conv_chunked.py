@@ -41,7 +41,7 @@ def im2col_budget() -> int:
 
 
 def set_im2col_budget(nbytes: int) -> None:
-    """Set the im2col memory budget (default 256 MiB); small budgets trade speed for memory."""
+    """Set the im2col memory budget (default 128 MiB); small budgets trade speed for memory."""
     if nbytes < 1:
         raise ValueError(f"the im2col budget must be a positive number of bytes, got {nbytes}")
     _budget["bytes"] = int(nbytes)

@@ -34,6 +34,7 @@ from .conv import (
     conv2d_forward,
     conv2d_input_grad,
     conv2d_weight_grad,
+    flip_transpose,
     im2col,
     is_pointwise,
     normalize_conv_args,
@@ -183,11 +184,6 @@ def pad_or_crop(x: Any, top: int, bottom: int, left: int, right: int):
         :, :, max(0, top) : max(0, top) + src.shape[2], max(0, left) : max(0, left) + src.shape[3]
     ] = src
     return out
-
-
-def flip_transpose(weight: Any):
-    """(A, B, kh, kw) -> (B, A, kh, kw) flipped in both spatial axes; its own inverse."""
-    return weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
 
 
 def _zero_insertion_pads(k, p, op_, d):

@@ -10,8 +10,11 @@ from ..functional._checks import check_nchw
 from ..functional.conv import conv2d_backward, conv2d_forward, normalize_conv_args
 from ..functional.conv_blocked import (
     BlockedConvCache,
+    chunk_budget,
     conv2d_blocked_backward,
     conv2d_blocked_forward,
+    conv2d_input_grad_as_conv,
+    input_grad_is_conv,
     use_blocked,
 )
 from ..functional.conv_chunked import conv2d_chunked
@@ -57,8 +60,9 @@ class Conv2d(Module):
         x = cast_to_weight(x, self.weight.data, "Conv2d")
         bias = None if self.bias is None else self.bias.data
         if not is_grad_enabled():  # inference: im2col in bounded blocks, a shared workspace
+            budget = chunk_budget(self.weight.data[0].size, x.itemsize)
             return conv2d_chunked(
-                x, self.weight.data, bias, self.stride, self.padding, self.dilation
+                x, self.weight.data, bias, self.stride, self.padding, self.dilation, budget
             )
         args = (self.kernel_size, self.stride, self.padding, self.dilation)
         if use_blocked(x.shape, self.weight.shape, *args, x.itemsize):
@@ -82,6 +86,11 @@ class Conv2d(Module):
         dw_out = self.weight.writable_grad()
         if isinstance(cache, BlockedConvCache):
             dx, dw, db = conv2d_blocked_backward(dy, cache, dw_out=dw_out)
+        elif input_grad_is_conv(cache.weight.shape, cache.x_shape, *cache.args):
+            _, dw, db = conv2d_backward(dy, cache, need_input_grad=False, dw_out=dw_out)
+            k, _, p, d = cache.args
+            dx = conv2d_input_grad_as_conv(dy, cache.weight, k, p, d)
+            self._keep_spare(cache.cols)
         else:
             dx, dw, db = conv2d_backward(dy, cache, overwrite_cols=True, dw_out=dw_out)
             self._keep_spare(cache.cols)
