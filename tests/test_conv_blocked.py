@@ -16,6 +16,7 @@ from tinyfcn.nn import Conv2d, manual_seed
 # (N, C, O, H, W, kernel, stride, padding, dilation)
 CASES = {
     "k3-s1-p1-batch2": (2, 3, 4, 11, 9, 3, 1, 1, 1),
+    "k3-s1-p1-dx-as-conv": (2, 5, 4, 9, 10, 3, 1, 1, 1),  # O <= C: dX as a convolution
     "k3x2-s2x1-p1x0": (3, 2, 5, 13, 8, (3, 2), (2, 1), (1, 0), 1),
     "k3-dil2-p2": (1, 2, 3, 10, 12, 3, 1, 2, 2),
     "k5-s3-p2-odd": (2, 3, 2, 17, 14, 5, 3, 2, 1),
@@ -122,7 +123,9 @@ def test_when_input_grad_is_a_conv():
     over_padded = rule((8, 16, 128, 128), (16, 16, 1, 1), 1, 1, 1)
     fc6 = rule((1, 512, 7, 7), (4096, 512, 7, 7), 7, 1, 3)  # W is 411 MB: no flipped copy
     dilated = rule((1, 8, 32, 32), (8, 8, 3, 3), 3, 1, 4, 2)
-    assert (conv1_2, strided, over_padded, fc6, dilated) == (True, False, False, False, True)
+    conv1_1 = rule((1, 3, 224, 224), (64, 3, 3, 3), 3, 1, 1)  # im2col(dY) 21x im2col(x)
+    cases = (conv1_2, strided, over_padded, fc6, dilated, conv1_1)
+    assert cases == (True, False, False, False, True, False)
 
 
 def test_conv2d_layer_input_grad_as_conv_without_blocks(xp, device):

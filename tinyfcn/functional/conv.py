@@ -281,9 +281,10 @@ def conv2d_weight_grad(dy: Any, cols: Any, weight_shape: tuple[int, ...], out: A
 
 # dW^T = cols @ dY2^T runs faster than dW = dY2 @ cols^T in OpenBLAS when the output channels
 # are few and the pixels many (one thread, float32: 16 channels on 16384 pixels 2.1 -> 1.2 ms,
-# 32 on 512 0.18 -> 0.13 ms); the (K, O) result must then be transposed back, which costs more than
-# it saves on few pixels (fc7 of the demo, 512 x 512 on 8 pixels: 0.10 -> 0.66 ms) or wide layers.
-TRANSPOSED_DW = {"max_channels": 512, "min_pixels": 256}
+# 32 on 512 0.18 -> 0.13 ms; two threads, 64 on 50176 121 -> 162 GFLOP/s); the (K, O) result must
+# then be transposed back, which costs more than it saves on few pixels (fc7 of the demo, 512 x 512
+# on 8 pixels: 0.10 -> 0.66 ms) or wide layers (conv4_2 at full width: 62 -> 77 ms fwd+bwd).
+TRANSPOSED_DW = {"max_channels": 128, "min_pixels": 256}
 
 
 def weight_grad_gemm(dy2: Any, cols: Any, dw2: Any, accumulate: bool = False) -> None:
