@@ -45,8 +45,12 @@ from .conv_chunked import _workspace, conv2d_chunked, im2col_budget
 
 # Measured on the 2-core development machine (float32, fwd + bwd): thin layers gain (16 -> 16
 # channels at 8 x 128 x 128: 57 -> 47 ms), wide ones lose (256 channels at 56 x 56: 65 -> 75 ms).
-# A block is block_bytes of im2col matrix, or min_pixels columns where the patch is long.
-BLOCKED = {"max_patch": 512, "min_cols_bytes": 4 * 2**20, "block_bytes": 2**20, "min_pixels": 512}
+# A block is block_bytes of im2col matrix, or min_pixels columns where the patch is long. Forward
+# of a 3x3 conv on two threads, best of 9, by block size 1 / 2 / 4 / 8 / 128 MiB: 64 channels at
+# 224 x 224 42 / 36 / 37 / 42 / 41 ms, 16 at 8 x 128 x 128 14.8 / 12.1 / 12.4 / 11.4 / 12.4 ms,
+# 512 at 28 x 28 (784 columns, one block by the min_pixels rule) 29.9 / 24.8 / 23.4 / 22.1 /
+# 20.9 ms.
+BLOCKED = {"max_patch": 512, "min_cols_bytes": 4 * 2**20, "block_bytes": 2**21, "min_pixels": 1024}
 
 
 @dataclass
@@ -69,17 +73,14 @@ def use_blocked(x_shape, weight_shape, k, s, p, d, itemsize: int) -> bool:
 
 
 def block_bytes(patch: int, itemsize: int) -> int:
-    """Bytes of im2col matrix one block holds: cache-sized, but at least min_pixels columns."""
+    """Bytes of im2col matrix one block holds: ``BLOCKED["block_bytes"]``, or ``min_pixels``
+    columns where the patch is long (a GEMM on few columns runs badly on two threads)."""
     return max(BLOCKED["block_bytes"], patch * itemsize * BLOCKED["min_pixels"])
 
 
-def chunk_budget(patch: int, itemsize: int) -> int | None:
-    """im2col bytes per block for a forward-type pass: cache-sized where the patch is thin,
-    else None (``im2col_budget()``): on two threads, small GEMMs on long patches lose more than
-    the cache gains (dX of conv1_2 at full width, 64 channels at 224 x 224: 48 ms whole, 68 ms
-    in 1 MiB blocks). Never above the memory budget ``im2col_budget()``."""
-    if patch > BLOCKED["max_patch"]:
-        return None
+def chunk_budget(patch: int, itemsize: int) -> int:
+    """im2col bytes per block for a forward-type pass (inference, dX as a convolution): a block
+    of ``block_bytes``, never above the memory budget ``im2col_budget()``."""
     return min(block_bytes(patch, itemsize), im2col_budget())
 
 
