@@ -66,6 +66,20 @@ def test_demo_runs_end_to_end_and_writes_metrics_and_figures(tmp_path, monkeypat
     assert "mean IU" in capsys.readouterr().out
 
 
+def test_demo_takes_a_longer_run_from_the_command_line(tmp_path, monkeypatch, capsys):
+    import json
+
+    monkeypatch.setenv("TINYFCN_QUICK", "1")
+    argv = ["demo", "--out", str(tmp_path), "--no-progress", "--train-images", "24"]
+    assert main(argv + ["--batch", "4"]) == 0
+    config = json.loads((tmp_path / "metrics.json").read_text())["config"]
+    assert (config["train_images"], config["batch_size"]) == (24, 4)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--out", str(tmp_path), "--train-images", "0"])
+    assert exit_info.value.code != 0
+    assert "positive integer" in capsys.readouterr().err
+
+
 def test_python_dash_m_and_help():
     out = subprocess.run(
         [sys.executable, "-m", "tinyfcn", "--help"], capture_output=True, text=True, check=True

@@ -43,10 +43,23 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    metrics = run_demo(args.out, compare=args.compare, progress=not args.no_progress)
+    metrics = run_demo(
+        args.out,
+        compare=args.compare,
+        progress=not args.no_progress,
+        train_images=args.train_images,
+        batch_size=args.batch_size,
+    )
     print(
         f"mean IU {metrics['mean_iou']:.4f}, pixel accuracy {metrics['pixel_accuracy']:.4f}, "
         f"mean accuracy {metrics['mean_accuracy']:.4f}, f.w. IU {metrics['fw_iou']:.4f} "
@@ -204,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also train FCN-32s and FCN-16s and write a side-by-side comparison",
     )
+    p.add_argument(
+        "--train-images",
+        dest="train_images",
+        type=_positive_int,
+        help="training images, each seen once (18000: under 3 minutes here; 192000 with "
+        "--batch 4 reached mean IU 0.88 in 22 minutes)",
+    )
+    p.add_argument("--batch", dest="batch_size", type=_positive_int, help="batch size (2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_demo)
 

@@ -89,11 +89,24 @@ def run_demo(
     compare: bool = False,
     progress: bool = True,
     quick: bool | None = None,
+    train_images: int | None = None,
+    batch_size: int | None = None,
 ) -> dict:
-    """Train, evaluate and draw; returns the metrics written to ``metrics.json``."""
+    """Train, evaluate and draw; returns the metrics written to ``metrics.json``.
+
+    ``train_images`` / ``batch_size`` replace the demo's 18000 images in batches of 2 (the
+    learning-rate schedule stretches over the longer run)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = QUICK if (quick_mode() if quick is None else quick) else DEMO
+    if train_images is not None:
+        cfg = replace(cfg, train_images=train_images)
+    if batch_size is not None:
+        cfg = replace(cfg, batch_size=batch_size)
+    if cfg.train_images < cfg.batch_size:
+        raise ValueError(
+            f"demo: {cfg.train_images} training images do not fill one batch of {cfg.batch_size}"
+        )
     variants = ("fcn32s", "fcn16s", "fcn8s") if compare else ("fcn8s",)
     results, predictions = {}, {}
     for name in variants:
