@@ -19,6 +19,7 @@ from .conv import (
     conv2d_input_grad,
     conv2d_weight_grad,
     conv_output_size,
+    flip_transpose,
     im2col,
 )
 from .conv_transpose import (
@@ -27,6 +28,7 @@ from .conv_transpose import (
     conv_transpose2d_forward,
     conv_transpose_output_size,
     insert_zeros,
+    pad_or_crop,
 )
 from .crop import crop_backward, crop_forward
 from .loss import cross_entropy, cross_entropy_backward, cross_entropy_forward
@@ -52,11 +54,13 @@ __all__ = [
     "dropout2d_forward",
     "dropout_backward",
     "dropout_forward",
+    "flip_transpose",
     "im2col",
     "insert_zeros",
     "max_pool2d",
     "max_pool2d_backward",
     "max_pool2d_forward",
+    "pad_or_crop",
     "pool_output_size",
     "relu_backward",
     "relu_forward",
