@@ -120,7 +120,7 @@ def test_train_evaluate_predict_round_trip(tmp_path, capsys):
     assert "resumed" in capsys.readouterr().out
 
 
-def test_predict_names_a_missing_image(tmp_path):
+def test_predict_names_a_missing_image(tmp_path, capsys):
     run = tmp_path / "run"
     main(
         [
@@ -144,8 +144,30 @@ def test_predict_names_a_missing_image(tmp_path):
             "--no-progress",
         ]
     )
-    with pytest.raises(FileNotFoundError, match="nope.png"):
-        main(["predict", str(run / "checkpoint.npz"), str(tmp_path / "nope.png")])
+    assert main(["predict", str(run / "checkpoint.npz"), str(tmp_path / "nope.png")]) == 1
+    err = capsys.readouterr().err
+    assert "nope.png" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_input_is_one_line_and_a_non_zero_exit_not_a_traceback(tmp_path):
+    """Run as a user would: a missing checkpoint and a corrupt one."""
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"not a zip file")
+    for path in (tmp_path / "missing.npz", corrupt):
+        result = subprocess.run(
+            [sys.executable, "-m", "tinyfcn", "evaluate", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 1, result.stderr
+        assert path.name in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_debug_environment_shows_the_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYFCN_DEBUG", "1")
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        main(["evaluate", str(tmp_path / "missing.npz")])
 
 
 def test_demo_compare_writes_the_side_by_side_table(tmp_path):

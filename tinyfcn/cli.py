@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 
 def _cmd_gradcheck(args: argparse.Namespace) -> int:
@@ -291,8 +293,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. Bad input (a missing or corrupt file, a checkpoint of another model, a
+    label out of range, ...) ends with one line on stderr naming the problem and exit status 1;
+    ``TINYFCN_DEBUG=1`` shows the traceback instead."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Exception as error:  # noqa: BLE001 - the command line shows one line, not a traceback
+        if os.environ.get("TINYFCN_DEBUG", "") not in ("", "0"):
+            raise
+        message = str(error) or type(error).__name__
+        print(f"tinyfcn {args.command}: error: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
