@@ -10,6 +10,7 @@ import torch
 from tinyfcn.backend import asnumpy, cupy_available
 from tinyfcn.gradcheck import assert_gradcheck
 from tinyfcn.nn import (
+    Conv2d,
     Dropout,
     MaxPool2d,
     Module,
@@ -17,6 +18,7 @@ from tinyfcn.nn import (
     ReLU,
     Sequential,
     is_grad_enabled,
+    manual_seed,
     no_grad,
 )
 
@@ -481,3 +483,34 @@ def test_load_state_dict_non_strict_skips_missing_and_unexpected_keys():
             np.testing.assert_array_equal(value, before[name], err_msg=name)
     with pytest.raises(KeyError, match=r"shape mismatch: stem.weight: checkpoint \(4,\)"):
         model.load_state_dict({"stem.weight": np.zeros(4)}, strict=False)
+
+
+def test_zero_grad_defers_the_zeros_until_they_are_read_or_overwritten():
+    """zero_grad() writes nothing; the next backward overwrites, or reading .grad fills zeros."""
+    p = Parameter(np.ones((2, 3)))
+    p.accumulate(np.full((2, 3), 5.0))
+    p.zero_grad()
+    assert (p._grad == 5.0).all()  # nothing written yet
+    p.accumulate(np.full((2, 3), 2.0))  # zero + 2, not 5 + 2
+    np.testing.assert_array_equal(p.grad, np.full((2, 3), 2.0))
+    p.zero_grad()
+    np.testing.assert_array_equal(p.grad, np.zeros((2, 3)))  # read: zeros filled in
+    p.accumulate(np.ones((2, 3)))
+    np.testing.assert_array_equal(p.grad, np.ones((2, 3)))
+
+
+def test_a_conv_weight_after_zero_grad_holds_this_backward_only():
+    manual_seed(0)
+    conv = Conv2d(2, 3, 3, padding=1).double()
+    rng = np.random.default_rng(0)
+    x, dy = rng.standard_normal((1, 2, 5, 5)), rng.standard_normal((1, 3, 5, 5))
+    conv(x)
+    conv.backward(dy)
+    first = conv.weight.grad.copy()
+    conv.zero_grad()
+    conv(x)
+    conv.backward(2 * dy)
+    np.testing.assert_allclose(conv.weight.grad, 2 * first, rtol=1e-12)
+    conv.zero_grad()
+    conv(x)  # a forward without backward: the gradient reads as zero
+    np.testing.assert_array_equal(conv.weight.grad, np.zeros_like(first))
