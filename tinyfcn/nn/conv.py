@@ -86,13 +86,14 @@ class Conv2d(Module):
         dw_out = self.weight.writable_grad()
         if isinstance(cache, BlockedConvCache):
             dx, dw, db = conv2d_blocked_backward(dy, cache, dw_out=dw_out)
-        elif input_grad_is_conv(cache.weight.shape, cache.x_shape, *cache.args):
-            _, dw, db = conv2d_backward(dy, cache, need_input_grad=False, dw_out=dw_out)
-            k, _, p, d = cache.args
-            dx = conv2d_input_grad_as_conv(dy, cache.weight, k, p, d)
-            self._keep_spare(cache.cols)
         else:
-            dx, dw, db = conv2d_backward(dy, cache, overwrite_cols=True, dw_out=dw_out)
+            dx_is_conv = input_grad_is_conv(cache.weight.shape, cache.x_shape, *cache.args)
+            dx, dw, db = conv2d_backward(
+                dy, cache, need_input_grad=not dx_is_conv, overwrite_cols=True, dw_out=dw_out
+            )
+            if dx_is_conv:
+                k, _, p, d = cache.args
+                dx = conv2d_input_grad_as_conv(dy, cache.weight, k, p, d)
             self._keep_spare(cache.cols)
         self.weight.accumulate(dw)
         if self.bias is not None:
