@@ -44,6 +44,11 @@ def applies(method: str, k, s, d=1) -> bool:
     return method != "subpixel" or supports_subpixel(_pair(k), _pair(s), _pair(d))
 
 
+def with_methods(ids) -> list[tuple[str, str]]:
+    """(case name, method) for every method that applies to each of these CASES."""
+    return [(n, m) for n in ids for m in METHODS if applies(m, CASES[n].k, CASES[n].s, CASES[n].d)]
+
+
 class TCase(NamedTuple):
     """x (N, Cin, H, W) upsampled by a weight (Cin, Cout, kh, kw): stride s, padding p,
     output_padding op, dilation d."""
@@ -265,15 +270,7 @@ def test_the_methods_agree(xp, name):
             assert_close(a, z, f"{name} {what}: {first} vs {other}")
 
 
-@pytest.mark.parametrize(
-    "name, method",
-    [
-        (n, m)
-        for n in REFERENCE_IDS
-        for m in METHODS
-        if applies(m, CASES[n].k, CASES[n].s, CASES[n].d)
-    ],
-)
+@pytest.mark.parametrize("name, method", with_methods(REFERENCE_IDS))
 def test_conv_transpose2d_matches_scatter_reference(xp, name, method):
     case = CASES[name]
     if method == "zero_insertion" and name not in BOTH_METHODS:
@@ -381,15 +378,7 @@ FLOAT32_IDS = [
 ]
 
 
-@pytest.mark.parametrize(
-    "name, method",
-    [
-        (n, m)
-        for n in FLOAT32_IDS
-        for m in METHODS
-        if applies(m, CASES[n].k, CASES[n].s, CASES[n].d)
-    ],
-)
+@pytest.mark.parametrize("name, method", with_methods(FLOAT32_IDS))
 def test_conv_transpose2d_float32_layer_matches_torch_float32(xp, name, method):
     case = CASES[name]
     x, w, b = (a.astype(np.float32) for a in case.arrays(seed=IDS.index(name)))
