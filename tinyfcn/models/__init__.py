@@ -2,7 +2,7 @@
 
 from . import geometry, surgery
 from .fcn import FCN8s, FCN8sAtOnce, FCN16s, FCN32s, FCNBase
-from .vgg import VGG16
+from .vgg import VGG16, VGG16_STAGES
 
 MODELS = {"fcn32s": FCN32s, "fcn16s": FCN16s, "fcn8s": FCN8s, "fcn8s-atonce": FCN8sAtOnce}
 
@@ -14,6 +14,7 @@ __all__ = [
     "FCNBase",
     "MODELS",
     "VGG16",
+    "VGG16_STAGES",
     "geometry",
     "surgery",
 ]

@@ -33,12 +33,13 @@ from .surgery import bilinear_kernel
 from .vgg import VGGTrunk, scaled
 
 GEOMETRIES = ("paper", "compact")
-HEAD = ("fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "score_fr")
 
 
 class FCNBase(VGGTrunk):
     """Trunk, fc6/fc7/score_fr, initialisation and the input/output plumbing shared by all FCNs."""
 
+    # the layers between pool5 and the coarse scores: the convolutionalized classifier
+    HEAD = ("fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "score_fr")
     # (name, kernel, stride) of the transposed convs, image side last; set by each subclass
     UPSAMPLING: tuple[tuple[str, int, int], ...] = ()
     SKIPS: tuple[str, ...] = ()  # pools read by score layers: "pool4", "pool3"
@@ -131,7 +132,7 @@ class FCNBase(VGGTrunk):
         """Crop offsets from coordinate maps: each skip's score map against the upsampled path,
         then the final upsampled scores against the image."""
         offsets = {}
-        path = geo.path_map(self._trunk_layers("pool5") + self.layers(HEAD))
+        path = geo.path_map(self._trunk_layers("pool5") + self.layers(self.HEAD))
         for i, (name, _, _) in enumerate(self.UPSAMPLING):
             path = path.then(geo.layer_map(getattr(self, name)))
             if i < len(self.SKIPS):
@@ -158,10 +159,10 @@ class FCNBase(VGGTrunk):
         return padded
 
     def _score_fr(self, pool5: Any) -> Any:
-        return self._run(HEAD, pool5)
+        return self._run(self.HEAD, pool5)
 
     def _score_fr_backward(self, d_score_fr: Any) -> Any:
-        return self._run_backward(HEAD, d_score_fr)
+        return self._run_backward(self.HEAD, d_score_fr)
 
     def _begin(self, x: Any) -> tuple:
         """Pad (compact), run the trunk and the head: (pool3, pool4, score_fr)."""

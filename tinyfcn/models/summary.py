@@ -13,7 +13,6 @@ from fractions import Fraction
 
 from .. import nn
 from . import geometry as geo
-from .fcn import HEAD
 
 
 @dataclass
@@ -88,7 +87,7 @@ def summary_rows(model, size: tuple[int, int], check_crops: bool = False) -> lis
                 shape, path = apply(name, shape, path)
             if name.startswith("pool"):
                 blobs[name] = (shape, path)
-    for name in HEAD:
+    for name in model.HEAD:
         if not name.startswith(("relu", "drop")):
             shape, path = apply(name, shape, path)
     for i, (name, _, _) in enumerate(model.UPSAMPLING):
