@@ -2,7 +2,19 @@
 
 from .labels import load_label_png, save_label_png, voc_palette
 from .loader import DataLoader, collate
-from .shapes import SHAPES_CLASSES, ShapesDataset, split_shapes
+from .shapes import (
+    DISC,
+    RING,
+    SHAPES_CLASSES,
+    SQUARE,
+    TRIANGLE,
+    ShapesDataset,
+    disc_mask,
+    ring_mask,
+    split_shapes,
+    square_mask,
+    triangle_mask,
+)
 from .transforms import (
     CAFFE_MEAN_BGR,
     IGNORE_INDEX,
@@ -28,6 +40,10 @@ __all__ = [
     "IMAGENET_STD",
     "SHAPES_CLASSES",
     "VOC_CLASSES",
+    "DISC",
+    "RING",
+    "SQUARE",
+    "TRIANGLE",
     "CaffeNormalize",
     "CenterCrop",
     "Compose",
@@ -42,6 +58,10 @@ __all__ = [
     "caffe_deprocess",
     "caffe_preprocess",
     "collate",
+    "disc_mask",
+    "ring_mask",
+    "square_mask",
+    "triangle_mask",
     "read_image",
     "load_label_png",
     "save_label_png",
