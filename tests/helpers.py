@@ -31,3 +31,13 @@ def distinct_values(rng: np.random.Generator, shape, dtype=np.float64) -> np.nda
     a max-pool argmax."""
     size = int(np.prod(shape))
     return (rng.permutation(size).reshape(shape) * 0.1).astype(dtype)
+
+
+def assert_same_as_textbook(ours, textbook, name: str, rel: float = 1e-12) -> None:
+    """The engine's result equals the textbook's: max |ours - textbook| <= rel * max |textbook|
+    (float64; only the order of the sums may differ)."""
+    ours, textbook = asnumpy(ours), asnumpy(textbook)
+    assert ours.shape == textbook.shape, f"{name}: shape {ours.shape} vs textbook {textbook.shape}"
+    scale = max(float(np.abs(textbook).max(initial=0.0)), 1e-300)
+    err = float(np.abs(ours - textbook).max(initial=0.0)) / scale
+    assert err <= rel, f"{name}: engine vs textbook relative error {err:.2e} > {rel:.0e}"

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from tests.helpers import assert_close, to_torch
+from tinyfcn import fast
 from tinyfcn.backend import asnumpy
+from tinyfcn.fast import workspace
 from tinyfcn.functional import col2im, conv2d, conv2d_backward, conv2d_forward, im2col
-from tinyfcn.functional.conv import weight_grad_gemm
 from tinyfcn.functional.reference import conv2d_reference
 from tinyfcn.gradcheck import assert_gradcheck
 from tinyfcn.nn import Conv2d, manual_seed, no_grad
@@ -161,35 +162,6 @@ def test_conv2d_layer_matches_torch_layer(xp, name):
         assert_close(layer.bias.grad, tlayer.bias.grad, f"{name} Conv2d bias.grad")
     else:
         assert layer.bias is None
-
-
-@pytest.mark.parametrize(
-    "name", ["fcn-3x3-pad1", "k5x1-s3x2-p2x0-odd-batch3", "1x1-stride2", "fcn-score-1x1-to-21"]
-)
-def test_conv2d_backward_overwriting_the_dead_im2col_buffer(xp, name):
-    """overwrite_cols=True may write W^T dy into the cache's im2col matrix once dW is computed: the
-    gradients are unchanged, and the input (a pointwise conv's "cols") is never written into."""
-    case = CASES[name]
-    x, w, b = case.arrays(seed=50)
-    _, dy, dxt, dwt, dbt = torch_conv2d(case, x, w, b, seed=51)
-    X = xp.array(x)  # a copy: x stays as the untouched original
-    _, cache = conv2d_forward(X, xp.asarray(w), xp.asarray(b), case.s, case.p, case.d)
-    dx, dw, db = conv2d_backward(xp.asarray(dy), cache, overwrite_cols=True)
-    assert_close(dx, dxt, f"{name} dx (overwrite_cols)")
-    assert_close(dw, dwt, f"{name} dw (overwrite_cols)")
-    assert_close(db, dbt, f"{name} db (overwrite_cols)")
-    assert_close(X, x, f"{name} x after backward (must be unchanged)", rtol=0, atol=0)
-
-
-def test_conv2d_need_input_grad_false_skips_dx(xp):
-    case = CASES["k2x3-s2x1-p1x0"]
-    x, w, b = case.arrays(seed=5)
-    _, dy, _, dwt, dbt = torch_conv2d(case, x, w, b, seed=6)
-    _, cache = conv2d_forward(xp.asarray(x), xp.asarray(w), xp.asarray(b), case.s, case.p)
-    dx, dw, db = conv2d_backward(xp.asarray(dy), cache, need_input_grad=False)
-    assert dx is None
-    assert_close(dw, dwt, "dw without dx")
-    assert_close(db, dbt, "db without dx")
 
 
 def test_layer_weight_shapes_match_torch():
@@ -403,8 +375,8 @@ def test_conv2d_layer_reuses_im2col_buffer_without_stale_values(xp, name):
     y1_seen, dx1_seen = asnumpy(y1).copy(), asnumpy(dx1).copy()
     grad1 = asnumpy(layer.weight.grad).copy()
     pointwise = _pair(case.k) == (1, 1) and _pair(case.s) == (1, 1) and _pair(case.p) == (0, 0)
-    # the reuse path is really taken (never for a pointwise conv, whose "cols" is the input)
-    assert (layer._spare_cols is None) == pointwise
+    if fast.is_enabled():  # the engine keeps the matrix as the layer's spare (not a pointwise
+        assert (workspace.spare_of(layer) is None) == pointwise  # conv's: that is its input)
 
     y2, dx2 = _step(layer, X2, xp.asarray(dy2))
     fresh = case.layer(xp, w, b)
@@ -585,18 +557,3 @@ def test_weight_grad_is_written_into_the_zeroed_grad_buffer(xp, batch):
     layer(x)
     layer.backward(dy)
     assert_close(layer.weight.grad, 2 * first, "dW accumulated over two backward passes")
-
-
-@pytest.mark.parametrize(
-    "O, K, M", [(4, 9, 300), (600, 9, 300), (4, 9, 20)], ids=["transposed", "wide", "few-pixels"]
-)
-@pytest.mark.parametrize("accumulate", [False, True])
-def test_weight_grad_gemm_both_orders_give_dy2_cols_t(xp, O, K, M, accumulate):
-    """dW = dY2 @ cols^T, whichever order of the product weight_grad_gemm takes."""
-    rng = np.random.default_rng(O + M)
-    dy2, cols = xp.asarray(rng.standard_normal((O, M))), xp.asarray(rng.standard_normal((K, M)))
-    start = xp.asarray(rng.standard_normal((O, K)))
-    dw2 = start.copy()
-    weight_grad_gemm(dy2, cols, dw2, accumulate=accumulate)
-    expected = dy2 @ cols.T + (start if accumulate else 0)
-    assert_close(dw2, expected, f"dW ({O}x{K} on {M} pixels)")

@@ -17,22 +17,33 @@ import torch
 import torch.nn.functional as F
 
 from tests.helpers import assert_close, to_torch
+from tinyfcn import functional
 from tinyfcn.backend import asnumpy
-from tinyfcn.functional import (
-    conv2d,
-    conv2d_backward,
-    conv2d_forward,
-    conv_transpose2d,
-    conv_transpose2d_backward,
-    conv_transpose2d_forward,
-    conv_transpose_output_size,
-)
+from tinyfcn.fast import plan
+from tinyfcn.fast.subpixel import supports_subpixel
+from tinyfcn.functional import conv2d, conv2d_backward, conv2d_forward, conv_transpose_output_size
 from tinyfcn.functional.reference import conv_transpose2d_reference
-from tinyfcn.functional.subpixel import supports_subpixel
 from tinyfcn.gradcheck import assert_gradcheck
 from tinyfcn.nn import ConvTranspose2d, manual_seed, no_grad
 
 METHODS = ["adjoint", "zero_insertion", "subpixel"]
+
+
+def conv_transpose2d_forward(*args, method: str = "auto", **kwargs):
+    """The textbook's function for its two methods; the planner's for "subpixel" and "auto"."""
+    if method in functional.conv_transpose.METHODS:
+        return functional.conv_transpose2d_forward(*args, method=method, **kwargs)
+    return plan.conv_transpose2d_forward(*args, method=method, **kwargs)
+
+
+def conv_transpose2d_backward(dy, cache):
+    if isinstance(cache, plan.SubpixelCache):
+        return plan.conv_transpose2d_backward(dy, cache)
+    return functional.conv_transpose2d_backward(dy, cache)
+
+
+def conv_transpose2d(*args, **kwargs):
+    return conv_transpose2d_forward(*args, **kwargs)[0]
 
 
 def _pair(v) -> tuple[int, int]:

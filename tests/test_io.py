@@ -14,6 +14,7 @@ import torch
 import tinyfcn.io as tio
 from tests.helpers import assert_close
 from tinyfcn.models import VGG16, FCN8s, FCN32s, surgery
+from tinyfcn.models.torchvision_vgg16 import TORCHVISION_VGG16
 
 WIDTH, FC = 1 / 16, 16  # small models: conv1_1 has 4 channels, fc6/fc7 16
 
@@ -375,7 +376,7 @@ def test_torchvision_names():
     names = [f"conv{s}_{i}" for s, n in enumerate((2, 2, 3, 3, 3), 1) for i in range(1, n + 1)]
     expected = {f"features.{i}": name for i, name in zip(convs, names, strict=True)}
     expected.update({"classifier.0": "fc6", "classifier.3": "fc7", "classifier.6": "fc8"})
-    assert tio.TORCHVISION_VGG16 == expected
+    assert TORCHVISION_VGG16 == expected
 
 
 def test_vgg16_import_matches_torch(vgg_weights, tmp_path):
@@ -411,7 +412,7 @@ def test_vgg16_import_into_fcn8s(vgg_weights, geometry):
     }
     assert tio.load_vgg16_torchvision(model, weights) is model
 
-    for tv, ours in tio.TORCHVISION_VGG16.items():
+    for tv, ours in TORCHVISION_VGG16.items():
         if ours.startswith("conv"):
             for kind in ("weight", "bias"):
                 source = weights[f"{tv}.{kind}"].numpy().astype(np.float32)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from tests.helpers import assert_close, distinct_values, to_torch
 from tinyfcn.backend import asnumpy
+from tinyfcn.fast import plan
 from tinyfcn.functional import max_pool2d, max_pool2d_backward, max_pool2d_forward
 from tinyfcn.functional.pool import pool_output_size
 from tinyfcn.functional.reference import max_pool2d_backward_reference, max_pool2d_reference
@@ -340,7 +341,7 @@ def test_layer_backward_without_forward_raises():
 
 
 # ----------------------------------------------------------------------------------------------
-# Ties and NaN: which input receives the gradient (FCN's 2x2 pools take a two-step fast path)
+# Ties and NaN: which input receives the gradient, in the textbook and in the engine
 
 POOLS = {  # kernel, stride, padding, ceil_mode, input H x W
     "2x2-s2": (2, 2, 0, False, (6, 8)),
@@ -351,15 +352,24 @@ POOLS = {  # kernel, stride, padding, ceil_mode, input H x W
 }
 
 
+# the textbook's functions, and the engine's (the planner: 2x2 windows in two pairwise steps)
+KERNELS = {
+    "textbook": (max_pool2d_forward, max_pool2d_backward),
+    "engine": (plan.max_pool2d_forward, plan.max_pool2d_backward),
+}
+
+
+@pytest.mark.parametrize("kernels", list(KERNELS))
 @pytest.mark.parametrize("name", list(POOLS))
-def test_ties_route_to_the_first_maximum_like_torch(xp, name):
+def test_ties_route_to_the_first_maximum_like_torch(xp, name, kernels):
     """After a ReLU most windows tie at 0: the first maximum in row-major order wins."""
+    forward, backward = KERNELS[kernels]
     k, s, p, ceil, hw = POOLS[name]
     rng = np.random.default_rng(7)
     x = np.maximum(rng.integers(-2, 3, (2, 3) + hw), 0).astype(np.float64)
-    y, cache = max_pool2d_forward(xp.asarray(x), k, s, p, ceil_mode=ceil)
+    y, cache = forward(xp.asarray(x), k, s, p, ceil_mode=ceil)
     dy = rng.standard_normal(y.shape)
-    dx = max_pool2d_backward(xp.asarray(dy), cache)
+    dx = backward(xp.asarray(dy), cache)
     xt = to_torch(x, requires_grad=True)
     yt = F.max_pool2d(xt, k, s, p, ceil_mode=ceil)
     yt.backward(to_torch(dy))
@@ -370,15 +380,17 @@ def test_ties_route_to_the_first_maximum_like_torch(xp, name):
     assert_close(dx, ref, f"{name} dx vs the loop reference")
 
 
+@pytest.mark.parametrize("kernels", list(KERNELS))
 @pytest.mark.parametrize("name", list(POOLS))
-def test_nan_windows_route_to_their_last_nan_like_torch(xp, name):
+def test_nan_windows_route_to_their_last_nan_like_torch(xp, name, kernels):
+    forward, backward = KERNELS[kernels]
     k, s, p, ceil, hw = POOLS[name]
     rng = np.random.default_rng(8)
     x = rng.standard_normal((1, 2) + hw)
     x[rng.random(x.shape) < 0.2] = np.nan
-    y, cache = max_pool2d_forward(xp.asarray(x), k, s, p, ceil_mode=ceil)
+    y, cache = forward(xp.asarray(x), k, s, p, ceil_mode=ceil)
     dy = rng.standard_normal(y.shape)
-    dx = asnumpy(max_pool2d_backward(xp.asarray(dy), cache))
+    dx = asnumpy(backward(xp.asarray(dy), cache))
     xt = to_torch(x, requires_grad=True)
     yt = F.max_pool2d(xt, k, s, p, ceil_mode=ceil)
     yt.backward(to_torch(dy))

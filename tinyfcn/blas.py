@@ -1,9 +1,7 @@
 """The number of threads of NumPy's BLAS (OpenBLAS), read and set while the program runs.
 
 Small matrices multiply faster on one thread: waking and joining OpenBLAS's threads costs more
-than they save. The demo's network (8 to 64 channels, 64x64 images, batches of 2) is such a case:
-measured on the 2-core development machine, a training step took 19.7 ms with OpenBLAS's 2
-threads and 17.4 ms with 1 (and the second core stayed free).
+than they save. How many threads a run uses is the planner's choice (``tinyfcn.fast.plan``).
 """
 
 from __future__ import annotations

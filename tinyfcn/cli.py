@@ -61,6 +61,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         train_images=args.train_images,
         batch_size=args.batch_size,
+        textbook=args.textbook,
     )
     print(
         f"mean IU {metrics['mean_iou']:.4f}, pixel accuracy {metrics['pixel_accuracy']:.4f}, "
@@ -228,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch", dest="batch_size", type=_positive_int, help="batch size (2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--textbook",
+        action="store_true",
+        help="train and evaluate on the textbook functions alone (tinyfcn.functional; the "
+        "engine tinyfcn.fast off, as TINYFCN_FAST=0): the same recipe, slower",
+    )
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser(

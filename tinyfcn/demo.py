@@ -9,6 +9,7 @@ of the skip connections, largest on the thin rings.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -17,18 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import viz
+from . import fast, viz
 from .backend import asnumpy, to_device
 from .blas import blas_threads
 from .experiment import RunConfig, build_trainer, run_meta
+from .fast import plan
 
-# A 2-core laptop CPU: width 1/8 (8 ... 64 channels in the trunk, fc6/fc7 512 channels as 1x1
-# convs: on a 2x2 pool5 map a 7x7 fc6 costs 3/4 of the weights and time for no gain in mean IU),
-# 64x64 images, 9000 steps of 2, every image new (the generator is cheap), one BLAS thread.
-# Measured while tuning (2500 Adam steps of 8 unless said, mean IU on the 200 held-out images):
-# lr 2e-3 0.770, 3e-3 0.763, 5e-3 0.725; width 1/4 0.773 (2x the time per step); the same
-# images in smaller batches learn more per second: 5000 steps of 4 0.787, 10000 of 2 (lr 1.5e-3)
-# 0.805. No dropout and learnable upsampling train faster from scratch.
+# Sized for a 2-core laptop CPU: width 1/8, a 1x1 fc6 (on a 2x2 pool5 map a 7x7 fc6 costs 3/4 of
+# the weights and time for no gain), 64x64 images, 9000 steps of 2, every image new; the tuning
+# runs behind these choices are in docs/performance.md.
 DEMO = RunConfig(
     model="fcn8s",
     geometry="compact",
@@ -48,7 +46,7 @@ DEMO = RunConfig(
     learnable_upsampling=True,
     ring_width=(3.0, 5.0),
 )
-DEMO_BLAS_THREADS = 1  # see tinyfcn.blas: the demo's matrices are too small for two
+DEMO_BLAS_THREADS = plan.RULES["small_network_blas_threads"]  # the planner's choice
 # Under CI (or TINYFCN_QUICK=1) the demo only proves it runs end to end.
 QUICK = replace(DEMO, train_images=64, val_images=16, epochs=1, batch_size=8)
 NAMES = {"fcn32s": "FCN-32s", "fcn16s": "FCN-16s", "fcn8s": "FCN-8s"}
@@ -91,11 +89,19 @@ def run_demo(
     quick: bool | None = None,
     train_images: int | None = None,
     batch_size: int | None = None,
+    textbook: bool = False,
 ) -> dict:
     """Train, evaluate and draw; returns the metrics written to ``metrics.json``.
 
     ``train_images`` / ``batch_size`` replace the demo's 18000 images in batches of 2 (the
-    learning-rate schedule stretches over the longer run)."""
+    learning-rate schedule stretches over the longer run). ``textbook``: everything on
+    ``tinyfcn.functional`` alone (``tinyfcn.fast.disabled()``)."""
+    engine = "textbook" if textbook else "engine"
+    with fast.disabled() if textbook else contextlib.nullcontext():
+        return _run_demo(out_dir, compare, progress, quick, train_images, batch_size, engine)
+
+
+def _run_demo(out_dir, compare, progress, quick, train_images, batch_size, engine) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = QUICK if (quick_mode() if quick is None else quick) else DEMO
@@ -124,7 +130,8 @@ def run_demo(
                 title="FCN-8s on held-out shapes",
             )
             viz.plot_learning_curves(out / "log.csv", out / "learning_curve.png")
-    metrics = {**results["fcn8s"], "model": "fcn8s", "config": run_meta(cfg, [])["run"]}
+    config = run_meta(cfg, [])["run"]
+    metrics = {**results["fcn8s"], "model": "fcn8s", "engine": engine, "config": config}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if compare:
         viz.prediction_grid(

@@ -21,7 +21,6 @@ def build_torch_twin(model: Any, device: str = "cpu", dtype: Any = None):
     except ImportError as error:  # pragma: no cover - torch is a test/bench extra
         raise ImportError("build_torch_twin needs PyTorch: pip install 'tinyfcn[test]'") from error
 
-    from .models import FCN8s
     from .nn import Conv2d as OurConv
     from .nn import ConvTranspose2d as OurUp
 
@@ -59,11 +58,6 @@ def build_torch_twin(model: Any, device: str = "cpu", dtype: Any = None):
                         ),
                     )
             self.p = model.drop6.p
-            scaled = isinstance(model, FCN8s)
-            self.scales = {
-                "pool4": model.POOL4_SCALE if scaled else 1.0,
-                "pool3": model.POOL3_SCALE if scaled else 1.0,
-            }
 
         def forward(self, x):
             H, W = x.shape[2:]
@@ -80,17 +74,15 @@ def build_torch_twin(model: Any, device: str = "cpu", dtype: Any = None):
             h = F.dropout(F.relu(self.fc6(pools["pool5"])), self.p, self.training)
             h = F.dropout(F.relu(self.fc7(h)), self.p, self.training)
             score = self.score_fr(h)
-            for i, (name, _, _) in enumerate(model.UPSAMPLING[:-1]):
-                score = getattr(self, name)(score)
-                pool = model.SKIPS[i]
-                skip = getattr(self, f"score_{pool}")(
-                    pools[pool] * self.scales[pool] if self.scales[pool] != 1 else pools[pool]
-                )
-                o = model.crop_offsets[f"score_{pool}"]
+            *fusions, last = model.decoder()
+            for step in fusions:
+                score = getattr(self, step.upsample)(score)
+                pool = pools[step.skip] * step.scale if step.scale != 1 else pools[step.skip]
+                skip = getattr(self, step.score)(pool)
+                o = model.crop_offsets[step.score]
                 score = score + skip[:, :, o : o + score.shape[2], o : o + score.shape[3]]
-            last = model.UPSAMPLING[-1][0]
-            o = model.crop_offsets[last]
-            return getattr(self, last)(score)[:, :, o : o + H, o : o + W]
+            o = model.crop_offsets[last.upsample]
+            return getattr(self, last.upsample)(score)[:, :, o : o + H, o : o + W]
 
     twin = TorchFCN()
     first = model.conv1_1.weight.data

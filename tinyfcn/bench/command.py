@@ -23,6 +23,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--json", dest="json_path", help="also write header and rows as JSON")
     p.add_argument(
+        "--textbook",
+        action="store_true",
+        help="run tinyfcn on its textbook functions alone (tinyfcn.fast disabled, as "
+        "TINYFCN_FAST=0): what the engine's speed costs in clarity, and clarity in time",
+    )
+    p.add_argument(
         "--quiet-wait",
         type=float,
         default=300.0,
@@ -105,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "memory":
         return _memory(parser, args)
+    if args.textbook:
+        os.environ["TINYFCN_FAST"] = "0"  # read at every layer call; inherited by a re-exec
     if args.device == "cpu" and os.environ.get("OPENBLAS_THREAD_TIMEOUT") is None:
         _reexec_with_thread_timeout(argv)  # does not return
     quick = {"rounds": 3, "size": 112} if args.quick else {}

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import fast
 from ..blas import openblas_function
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -93,6 +94,7 @@ def machine_header(torch, device: str) -> dict:
         "torch_mkl": bool(torch.backends.mkl.is_available()),
         "torch_mkldnn": bool(torch.backends.mkldnn.is_available()),
         "OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
+        "tinyfcn_engine": "on" if fast.is_enabled() else "off: the textbook alone",
         "git": git_state(),
     }
     if device == "cuda":

@@ -68,7 +68,8 @@ def format_header(header: dict) -> str:
         f"numpy BLAS: {blas['name']} {blas['version']} [{blas['config']}], "
         f"{blas['threads']} threads, OPENBLAS_THREAD_TIMEOUT={header['OPENBLAS_THREAD_TIMEOUT']}",
         f"torch: {header['torch_threads']} threads, MKL {header['torch_mkl']}, "
-        f"oneDNN {header['torch_mkldnn']}",
+        f"oneDNN {header['torch_mkldnn']} | tinyfcn engine (tinyfcn.fast): "
+        f"{header.get('tinyfcn_engine', 'on')}",
         f"GEMM peak ({gemm['n']}^3 float32, best of {len(gemm['numpy_samples_gflops'])} "
         f"spread over the run): numpy {gemm['numpy_gflops']:.1f} GFLOP/s (median "
         f"{gemm['numpy_median_gflops']:.1f}), torch {gemm['torch_gflops']:.1f} GFLOP/s "

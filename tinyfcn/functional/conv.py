@@ -111,7 +111,6 @@ def im2col(
     stride: IntOrPair = 1,
     padding: IntOrPair = 0,
     dilation: IntOrPair = 1,
-    out: Any = None,
 ):
     """Unfold every receptive field of ``x`` into a column.
 
@@ -119,27 +118,18 @@ def im2col(
     column ``(n*Ho + oh)*Wo + ow`` (one per output pixel of the batch).
 
     One strided-slice copy per kernel tap (i, j): the (Ho, Wo) grid of input pixels that tap sees.
-    ``out`` may be a preallocated buffer of the right shape and dtype (reused across steps).
     """
     k, s, p, d = normalize_conv_args(kernel_size, stride, padding, dilation)
-    xp = get_array_module(x, out)
+    xp = get_array_module(x)
     N, C, H, W = x.shape
     Ho, Wo = conv_output_shape("im2col", (H, W), k, s, p, d)
-    x_pad = pad2d(x, p)
-    if out is None:
-        out = xp.empty((C * k[0] * k[1], N * Ho * Wo), dtype=x.dtype)
-    elif out.shape != (C * k[0] * k[1], N * Ho * Wo) or not out.flags.c_contiguous:
-        raise ValueError(
-            f"im2col: out must be a C-contiguous array of shape {(C * k[0] * k[1], N * Ho * Wo)}, "
-            f"got shape {tuple(out.shape)}"
-        )
-    cols = out.reshape(C, k[0], k[1], N, Ho, Wo)
-    x_pad = x_pad.transpose(1, 0, 2, 3)  # (C, N, Hp, Wp): a view, to match the column order
+    cols = xp.empty((C, k[0], k[1], N, Ho, Wo), dtype=x.dtype)
+    x_pad = pad2d(x, p).transpose(1, 0, 2, 3)  # (C, N, Hp, Wp): a view, in the column order
     for i in range(k[0]):
         for j in range(k[1]):
             rows, columns = _window_slices(i, j, (Ho, Wo), s, d)
             cols[:, i, j] = x_pad[:, :, rows, columns]
-    return out
+    return cols.reshape(C * k[0] * k[1], N * Ho * Wo)
 
 
 def col2im(
@@ -167,20 +157,13 @@ def col2im(
             f"{tuple(x_shape)}, got {tuple(cols.shape)}"
         )
     x_pad = xp.zeros((C, N, H + 2 * p[0], W + 2 * p[1]), dtype=cols.dtype)  # cols' (C, N) order
-    col2im_add(cols, x_pad, k, s, d, (Ho, Wo))
-    x = x_pad[:, :, p[0] : p[0] + H, p[1] : p[1] + W].transpose(1, 0, 2, 3)  # (N, C, H, W)
-    return x if p == (0, 0) and N == 1 else xp.ascontiguousarray(x)
-
-
-def col2im_add(cols: Any, x_pad: Any, k, s, d, out_hw: tuple[int, int]) -> None:
-    """x_pad (C, N, Hp, Wp) += col2im(cols): each kernel tap's (N, Ho, Wo) block of cols
-    (C*kh*kw, N*Ho*Wo) added onto the strided window of x_pad it was read from."""
-    C, N = x_pad.shape[:2]
-    cols6 = cols.reshape(C, k[0], k[1], N, *out_hw)
+    cols6 = cols.reshape(C, k[0], k[1], N, Ho, Wo)
     for i in range(k[0]):
         for j in range(k[1]):
-            rows, columns = _window_slices(i, j, out_hw, s, d)
+            rows, columns = _window_slices(i, j, (Ho, Wo), s, d)
             x_pad[:, :, rows, columns] += cols6[:, i, j]
+    x = x_pad[:, :, p[0] : p[0] + H, p[1] : p[1] + W].transpose(1, 0, 2, 3)  # (N, C, H, W)
+    return x if p == (0, 0) and N == 1 else xp.ascontiguousarray(x)
 
 
 def flip_transpose(weight: Any):
@@ -208,13 +191,37 @@ class Conv2dCache:
     args: tuple  # (kernel, stride, padding, dilation) as pairs
 
 
-def _check_conv_inputs(op: str, x, weight, bias) -> None:
+def check_conv_inputs(op: str, x, weight, bias) -> None:
+    """Float arrays of one dtype, a 4-d weight."""
     check_float_array(weight, "weight", op)
     if weight.ndim != 4:
         raise ValueError(f"{op} expected a 4-d weight, got shape {tuple(weight.shape)}")
     if bias is not None:
         check_float_array(bias, "bias", op)
     check_same_dtype(op, input=x, weight=weight, bias=bias)
+
+
+def check_conv2d_args(op: str, x, weight, bias, stride, padding, dilation):
+    """Validate a convolution's arguments: (k, s, p, d) as pairs and the output size (Ho, Wo)."""
+    get_array_module(x, weight, bias)
+    check_nchw(x, op)
+    check_conv_inputs(op, x, weight, bias)
+    O, C, kh, kw = weight.shape
+    if x.shape[1] != C:
+        raise ValueError(
+            f"{op} expected input with {C} channels (weight {tuple(weight.shape)}), got "
+            f"{x.shape[1]} (shape {tuple(x.shape)})"
+        )
+    k, s, p, d = normalize_conv_args((kh, kw), stride, padding, dilation)
+    return (k, s, p, d), conv_output_shape(op, tuple(x.shape[2:]), k, s, p, d)
+
+
+def check_grad_shape(op: str, dy: Any, expected: tuple) -> None:
+    """The upstream gradient must have the forward output's shape."""
+    if tuple(dy.shape) != tuple(expected):
+        raise ValueError(
+            f"{op} backward expected dy of shape {tuple(expected)}, got {tuple(dy.shape)}"
+        )
 
 
 def conv2d_forward(
@@ -224,32 +231,16 @@ def conv2d_forward(
     stride: IntOrPair = 1,
     padding: IntOrPair = 0,
     dilation: IntOrPair = 1,
-    *,
-    cols_out: Any = None,
 ):
     """y = conv2d(x, weight) + bias, and the cache its backward needs.
 
     x (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None -> y (N, O, Ho, Wo), Conv2dCache.
-    ``cols_out`` is an optional reusable buffer for the im2col matrix.
+    Y2 = W2 @ cols: one GEMM for the whole batch (a 1x1 conv needs no im2col: cols is x itself).
     """
-    op = "conv2d"
-    get_array_module(x, weight, bias, cols_out)
-    check_nchw(x, op)
-    _check_conv_inputs(op, x, weight, bias)
-    O, C, kh, kw = weight.shape
-    if x.shape[1] != C:
-        raise ValueError(
-            f"{op} expected input with {C} channels (weight {tuple(weight.shape)}), got "
-            f"{x.shape[1]} (shape {tuple(x.shape)})"
-        )
-    k, s, p, d = normalize_conv_args((kh, kw), stride, padding, dilation)
-    N, _, H, W = x.shape
-    Ho, Wo = conv_output_shape(op, (H, W), k, s, p, d)
-    if is_pointwise(k, s, p, d):
-        cols = pixels_as_columns(x)
-    else:
-        cols = im2col(x, k, s, p, d, out=cols_out)
-    y = columns_as_batch(weight.reshape(O, C * kh * kw) @ cols, N, Ho, Wo)
+    (k, s, p, d), (Ho, Wo) = check_conv2d_args("conv2d", x, weight, bias, stride, padding, dilation)
+    O = weight.shape[0]
+    cols = pixels_as_columns(x) if is_pointwise(k, s, p, d) else im2col(x, k, s, p, d)
+    y = columns_as_batch(weight.reshape(O, -1) @ cols, x.shape[0], Ho, Wo)
     if bias is not None:
         y += bias.reshape(1, O, 1, 1)
     return y, Conv2dCache(cols, weight, tuple(x.shape), bias is not None, (k, s, p, d))
@@ -267,44 +258,12 @@ def conv2d(
     return conv2d_forward(x, weight, bias, stride, padding, dilation)[0]
 
 
-def conv2d_weight_grad(dy: Any, cols: Any, weight_shape: tuple[int, ...], out: Any = None):
+def conv2d_weight_grad(dy: Any, cols: Any, weight_shape: tuple[int, ...]):
     """dW = dY2 @ cols^T: dy (N, O, Ho, Wo), cols (C*kh*kw, N*Ho*Wo) -> weight_shape.
 
-    ``out``: an optional array of ``weight_shape`` to write dW into (e.g. a zeroed .grad).
+    Every output pixel adds (its gradient) x (the patch it saw) to dW: the sum over the batch.
     """
-    xp = get_array_module(dy, cols, out)
-    O = dy.shape[1]
-    dw = xp.empty(weight_shape, dtype=dy.dtype) if out is None else out
-    weight_grad_gemm(pixels_as_columns(dy), cols, dw.reshape(O, -1))
-    return dw
-
-
-# dW^T = cols @ dY2^T runs faster than dW = dY2 @ cols^T in OpenBLAS when the output channels
-# are few and the pixels many (one thread, float32: 16 channels on 16384 pixels 2.1 -> 1.2 ms,
-# 32 on 512 0.18 -> 0.13 ms; two threads, 64 on 50176 121 -> 162 GFLOP/s); the (K, O) result must
-# then be transposed back, which costs more than it saves on few pixels (fc7 of the demo, 512 x 512
-# on 8 pixels: 0.10 -> 0.66 ms) or wide layers (conv4_2 at full width: 62 -> 77 ms fwd+bwd).
-TRANSPOSED_DW = {"max_channels": 128, "min_pixels": 256}
-
-
-def weight_grad_gemm(dy2: Any, cols: Any, dw2: Any, accumulate: bool = False) -> None:
-    """dw2 (O, K) = (or +=) dy2 (O, M) @ cols (K, M)^T, the sum over the M output pixels.
-
-    For thin layers on many pixels computed as the transpose of cols @ dy2^T: the same sums, in
-    the order OpenBLAS runs fastest (see TRANSPOSED_DW).
-    """
-    xp = get_array_module(dy2, cols, dw2)
-    O, M = dy2.shape
-    if O <= TRANSPOSED_DW["max_channels"] and M >= TRANSPOSED_DW["min_pixels"]:
-        dw2_t = xp.matmul(cols, dy2.T)
-        if accumulate:
-            dw2 += dw2_t.T
-        else:
-            dw2[...] = dw2_t.T
-    elif accumulate:
-        dw2 += dy2 @ cols.T
-    else:
-        xp.matmul(dy2, cols.T, out=dw2)
+    return (pixels_as_columns(dy) @ cols.T).reshape(weight_shape)
 
 
 def conv2d_input_grad(
@@ -314,49 +273,32 @@ def conv2d_input_grad(
     stride: IntOrPair = 1,
     padding: IntOrPair = 0,
     dilation: IntOrPair = 1,
-    dcols_out: Any = None,
 ):
     """dX = col2im(W2^T @ dY2): the gradient of conv2d w.r.t. its input.
 
     dy (N, O, Ho, Wo), weight (O, C, kh, kw) -> dx of shape x_shape = (N, C, H, W).
     This is exactly a transposed convolution of dy with ``weight`` (see conv_transpose.py).
-    ``dcols_out`` is an optional (C*kh*kw, N*Ho*Wo) buffer for W2^T @ dY2.
     """
     O, C, kh, kw = weight.shape
     k, s, p, d = normalize_conv_args((kh, kw), stride, padding, dilation)
-    xp = get_array_module(dy, weight)
-    dcols = xp.matmul(weight.reshape(O, C * kh * kw).T, pixels_as_columns(dy), out=dcols_out)
+    get_array_module(dy, weight)
+    dcols = weight.reshape(O, C * kh * kw).T @ pixels_as_columns(dy)
     if is_pointwise(k, s, p, d):
-        return columns_as_batch(dcols, *x_shape[:1], *x_shape[2:])
+        return columns_as_batch(dcols, x_shape[0], *x_shape[2:])
     return col2im(dcols, x_shape, k, s, p, d)
 
 
-def conv2d_backward(
-    dy: Any,
-    cache: Conv2dCache,
-    need_input_grad: bool = True,
-    overwrite_cols: bool = False,
-    dw_out: Any = None,
-):
+def conv2d_backward(dy: Any, cache: Conv2dCache):
     """(dx, dw, db) for y = conv2d(x, weight) + bias; ``db`` is None without a bias.
 
-    dy (N, O, Ho, Wo) -> dx (N, C, H, W), dw (O, C, kh, kw), db (O,).
-    ``overwrite_cols``: once dW is computed the im2col matrix is dead; W2^T @ dy (the same
-    shape) may then be written into it instead of a fresh array. ``dw_out``: where to write dW.
+    dy (N, O, Ho, Wo) -> dx (N, C, H, W), dw (O, C, kh, kw), db (O,):
+        dW = dY2 @ cols^T      dX = col2im(W2^T @ dY2)      db = sum of dy over n, h, w
     """
     get_array_module(dy, cache.weight)
     k, s, p, d = cache.args
-    N, C, H, W = cache.x_shape
-    O = cache.weight.shape[0]
+    N, _, H, W = cache.x_shape
     Ho, Wo = conv_output_shape("conv2d backward", (H, W), k, s, p, d)
-    if tuple(dy.shape) != (N, O, Ho, Wo):
-        raise ValueError(
-            f"conv2d backward expected dy of shape {(N, O, Ho, Wo)}, got {tuple(dy.shape)}"
-        )
-    dw = conv2d_weight_grad(dy, cache.cols, cache.weight.shape, out=dw_out)
+    check_grad_shape("conv2d", dy, (N, cache.weight.shape[0], Ho, Wo))
+    dw = conv2d_weight_grad(dy, cache.cols, cache.weight.shape)
     db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
-    if not need_input_grad:
-        return None, dw, db
-    own_buffer = overwrite_cols and not is_pointwise(k, s, p, d)  # pointwise cols is x itself
-    dcols_out = cache.cols if own_buffer else None
-    return conv2d_input_grad(dy, cache.weight, cache.x_shape, s, p, d, dcols_out), dw, db
+    return conv2d_input_grad(dy, cache.weight, cache.x_shape, s, p, d), dw, db

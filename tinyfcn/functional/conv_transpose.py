@@ -14,9 +14,8 @@ Shapes (PyTorch's layout: the weight is stored (in, out, kh, kw))::
 convolution with the same weight, i.e. exactly conv2d's input gradient: y = col2im(W2^T @ x).
 Its backward is then a forward convolution of dy (dx) and a conv weight gradient (dW).
 
-``method="subpixel"`` (the fastest where K is a multiple of S, as in every FCN upsampling): a
-stride-1 convolution with Cout*S*S output channels and a pixel shuffle, see subpixel.py.
-``method="auto"`` (the default) takes "subpixel" where it applies and "adjoint" elsewhere.
+Both give the same numbers. The engine (``tinyfcn.fast``) adds a third way for FCN's layers, where
+K is a multiple of S: a stride-1 convolution and a pixel shuffle (``tinyfcn.fast.subpixel``).
 """
 
 from __future__ import annotations
@@ -28,7 +27,8 @@ from ..backend import get_array_module
 from ._checks import check_nchw, check_non_negative, pair
 from .conv import (
     Conv2dCache,
-    _check_conv_inputs,
+    check_conv_inputs,
+    check_grad_shape,
     columns_as_batch,
     conv2d_backward,
     conv2d_forward,
@@ -40,24 +40,8 @@ from .conv import (
     normalize_conv_args,
     pixels_as_columns,
 )
-from .subpixel import subpixel_backward, subpixel_forward, supports_subpixel
 
-METHODS = ("auto", "adjoint", "zero_insertion", "subpixel")
-
-
-def resolve_method(method: str, k: tuple, s: tuple, d: tuple, op: str = "conv_transpose2d") -> str:
-    """The method that will run: "auto" becomes "subpixel" where K % S == 0 and D == 1, else
-    "adjoint"; an explicit "subpixel" where it does not apply is an error."""
-    if method not in METHODS:
-        raise ValueError(f"{op}: method must be one of {METHODS}, got {method!r}")
-    if method == "auto":
-        return "subpixel" if supports_subpixel(k, s, d) else "adjoint"
-    if method == "subpixel" and not supports_subpixel(k, s, d):
-        raise ValueError(
-            f"{op}: method 'subpixel' needs every kernel size a multiple of its stride and no "
-            f"dilation, got kernel {k}, stride {s}, dilation {d}; use 'adjoint'"
-        )
-    return method
+METHODS = ("adjoint", "zero_insertion")
 
 
 def conv_transpose_output_size(
@@ -72,9 +56,11 @@ def conv_transpose_output_size(
     return stride * (size - 1) - 2 * padding + dilation * (kernel - 1) + output_padding + 1
 
 
-def _normalize(op, x, weight, bias, stride, padding, output_padding, dilation):
+def check_conv_transpose2d_args(op, x, weight, bias, stride, padding, output_padding, dilation):
+    """Validate the arguments: (k, s, p, output_padding, d) as pairs and the output shape."""
+    get_array_module(x, weight, bias)
     check_nchw(x, op)
-    _check_conv_inputs(op, x, weight, bias)
+    check_conv_inputs(op, x, weight, bias)
     Cin, Cout, kh, kw = weight.shape
     if x.shape[1] != Cin:
         raise ValueError(
@@ -126,7 +112,7 @@ def _adjoint_forward(x, weight, bias, k, s, p, op_, d, y_shape):
     """
     N, Cout, Ho, Wo = y_shape
     full = (N, Cout) + tuple(s[a] * (x.shape[2 + a] - 1) + d[a] * (k[a] - 1) + 1 for a in range(2))
-    y = _crop_full_frame(conv2d_input_grad(x, weight, full, s, 0, d), p, op_)
+    y = crop_full_frame(conv2d_input_grad(x, weight, full, s, 0, d), p, op_)
     if bias is not None:
         y += bias.reshape(1, Cout, 1, 1)
     return y
@@ -137,7 +123,7 @@ def _adjoint_backward(dy, cache: ConvTranspose2dCache):
     k, s, p, op_, d = cache.args
     x, weight = cache.x, cache.weight
     N, Cin, H, W = x.shape
-    dy = _full_frame_grad(dy, p, op_)
+    dy = full_frame_grad(dy, p, op_)
     if is_pointwise(k, s, (0, 0), d):
         cols = pixels_as_columns(dy)
     else:
@@ -147,15 +133,15 @@ def _adjoint_backward(dy, cache: ConvTranspose2dCache):
     return dx, dw
 
 
-def _crop_full_frame(y, p, op_):
+def crop_full_frame(y, p, op_):
     """Full frame -> output: crop P from each side, keep output_padding extra rows/columns."""
     if p == (0, 0) and op_ == (0, 0):
         return y
     return pad_or_crop(y, -p[0], op_[0] - p[0], -p[1], op_[1] - p[1])
 
 
-def _full_frame_grad(dy, p, op_):
-    """The adjoint of ``_crop_full_frame``: dy back onto the full frame, zeros where it was cut."""
+def full_frame_grad(dy, p, op_):
+    """The adjoint of ``crop_full_frame``: dy back onto the full frame, zeros where it was cut."""
     if p == (0, 0) and op_ == (0, 0):
         return dy
     return pad_or_crop(dy, p[0], p[0] - op_[0], p[1], p[1] - op_[1])
@@ -220,32 +206,24 @@ def conv_transpose2d_forward(
     padding=0,
     output_padding=0,
     dilation=1,
-    method: str = "auto",
+    method: str = "adjoint",
 ):
     """y = conv_transpose2d(x, weight) + bias, and the cache for the backward pass.
 
     x (N, Cin, H, W), weight (Cin, Cout, kh, kw), bias (Cout,) -> y (N, Cout, Ho, Wo) with
-    Ho = S(H-1) - 2P + D(kh-1) + output_padding + 1.
+    Ho = S(H-1) - 2P + D(kh-1) + output_padding + 1. ``method``: "adjoint" or "zero_insertion".
     """
     op = "conv_transpose2d"
     if method not in METHODS:
         raise ValueError(f"{op}: method must be one of {METHODS}, got {method!r}")
-    get_array_module(x, weight, bias)
-    k, s, p, op_, d, y_shape = _normalize(
+    k, s, p, op_, d, y_shape = check_conv_transpose2d_args(
         op, x, weight, bias, stride, padding, output_padding, dilation
     )
-    method = resolve_method(method, k, s, d, op)
     cache = ConvTranspose2dCache(
         method, x, weight, bias is not None, (k, s, p, op_, d), x_shape=tuple(x.shape)
     )
     if method == "adjoint":
         y = _adjoint_forward(x, weight, bias, k, s, p, op_, d, y_shape)
-    elif method == "subpixel":
-        y_full, cache.conv_cache = subpixel_forward(x, weight, s)
-        y = _crop_full_frame(y_full, p, op_)
-        if bias is not None:
-            y += bias.reshape(1, -1, 1, 1)
-        cache.x = None
     else:
         y, cache.conv_cache = _zero_insertion_forward(x, weight, bias, k, s, p, op_, d)
         cache.x = None
@@ -261,7 +239,7 @@ def conv_transpose2d(
     padding=0,
     output_padding=0,
     dilation=1,
-    method: str = "auto",
+    method: str = "adjoint",
 ):
     """Forward only, as ``torch.nn.functional.conv_transpose2d`` (plus ``method``)."""
     return conv_transpose2d_forward(
@@ -269,24 +247,22 @@ def conv_transpose2d(
     )[0]
 
 
+def conv_transpose2d_output_shape(cache: ConvTranspose2dCache) -> tuple[int, int, int, int]:
+    """(N, Cout, Ho, Wo) of the forward pass that made ``cache``."""
+    N, _, H, W = cache.x_shape
+    k, s, p, op_, d = cache.args
+    out_hw = tuple(
+        conv_transpose_output_size((H, W)[a], k[a], s[a], p[a], op_[a], d[a]) for a in range(2)
+    )
+    return (N, cache.weight.shape[1]) + out_hw
+
+
 def conv_transpose2d_backward(dy: Any, cache: ConvTranspose2dCache):
     """(dx, dw, db): dy (N, Cout, Ho, Wo) -> dx (N, Cin, H, W), dw (Cin, Cout, kh, kw), db."""
     get_array_module(dy, cache.weight)
-    N, Cin, H, W = cache.x_shape
-    k, s, p, op_, d = cache.args
-    Cout = cache.weight.shape[1]
-    expected = (N, Cout) + tuple(
-        conv_transpose_output_size((H, W)[a], k[a], s[a], p[a], op_[a], d[a]) for a in range(2)
-    )
-    if tuple(dy.shape) != expected:
-        raise ValueError(
-            f"conv_transpose2d backward expected dy of shape {expected}, got {tuple(dy.shape)}"
-        )
+    check_grad_shape("conv_transpose2d", dy, conv_transpose2d_output_shape(cache))
     if cache.method == "adjoint":
         dx, dw = _adjoint_backward(dy, cache)
-    elif cache.method == "subpixel":
-        dy_full = _full_frame_grad(dy, p, op_)
-        dx, dw = subpixel_backward(dy_full, cache.conv_cache, cache.weight.shape, s)
     else:
         dx, dw = _zero_insertion_backward(dy, cache)
     db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None

@@ -16,11 +16,17 @@ zero-padded to a multiple of 32 and the scores cropped back, so every crop offse
 
 Each backward is written out, mirroring its forward: at a skip sum the gradient goes unchanged to
 both branches; a crop's gradient is zero-padded back; pool4 and pool3 receive gradient from the
-trunk above them and from their score layer, added in ``VGGTrunk.trunk_backward``.
+trunk above them and from their score layer, added in ``FCNBase.trunk_backward``.
+
+The decoder is described once as data, ``decoder()`` (from UPSAMPLING and SKIPS): the crop
+offsets, ``summary()`` and the PyTorch twin (``tinyfcn.torch_twin``) all read it. Each forward and
+backward still spells it out, on purpose: the explicit pass is what a student reads next to the
+paper. The parity tests against the twin fail if the spelled-out pass and the data disagree.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,6 +41,24 @@ from .vgg import VGGTrunk, scaled
 GEOMETRIES = ("paper", "compact")
 
 
+@dataclass(frozen=True)
+class Fusion:
+    """One decoder step: upsample the scores (``upsample``), then, except after the last step,
+    add the cropped scores of a pool, ``score_<pool>(pool * scale)``, into ``fuse_<pool>``."""
+
+    upsample: str  # "upscore2"
+    skip: str | None  # "pool4"; None for the last step (crop to the image instead)
+    scale: float = 1.0  # the pool's scale before scoring (the at-once model's 0.01, 0.0001)
+
+    @property
+    def score(self) -> str:
+        return f"score_{self.skip}"
+
+    @property
+    def fuse(self) -> str:
+        return f"fuse_{self.skip}"
+
+
 class FCNBase(VGGTrunk):
     """Trunk, fc6/fc7/score_fr, initialisation and the input/output plumbing shared by all FCNs."""
 
@@ -43,6 +67,8 @@ class FCNBase(VGGTrunk):
     # (name, kernel, stride) of the transposed convs, image side last; set by each subclass
     UPSAMPLING: tuple[tuple[str, int, int], ...] = ()
     SKIPS: tuple[str, ...] = ()  # pools read by score layers: "pool4", "pool3"
+    POOL4_SCALE = 1.0  # pool4 and pool3 are scaled by these before scoring (FCN8sAtOnce)
+    POOL3_SCALE = 1.0
 
     def __init__(
         self,
@@ -128,18 +154,24 @@ class FCNBase(VGGTrunk):
         names = [n for stage in self.stage_names for n in stage]
         return self.layers(names[: names.index(up_to) + 1])
 
+    def decoder(self) -> tuple[Fusion, ...]:
+        """The decoder as data, coarse to fine: what each ``forward`` below spells out."""
+        skips = self.SKIPS + (None,) * (len(self.UPSAMPLING) - len(self.SKIPS))
+        return tuple(
+            Fusion(name, pool, 1.0 if pool is None else getattr(self, f"{pool.upper()}_SCALE"))
+            for (name, _, _), pool in zip(self.UPSAMPLING, skips, strict=True)
+        )
+
     def _derive_crop_offsets(self) -> dict[str, int]:
         """Crop offsets from coordinate maps: each skip's score map against the upsampled path,
         then the final upsampled scores against the image."""
         offsets = {}
         path = geo.path_map(self._trunk_layers("pool5") + self.layers(self.HEAD))
-        for i, (name, _, _) in enumerate(self.UPSAMPLING):
-            path = path.then(geo.layer_map(getattr(self, name)))
-            if i < len(self.SKIPS):
-                pool = self.SKIPS[i]
-                offsets[f"score_{pool}"] = geo.crop_offset(
-                    geo.path_map(self._trunk_layers(pool)), path
-                )
+        for step in self.decoder():
+            path = path.then(geo.layer_map(getattr(self, step.upsample)))
+            if step.skip is not None:
+                pool_path = geo.path_map(self._trunk_layers(step.skip))
+                offsets[step.score] = geo.crop_offset(pool_path, path)
         offsets[self.UPSAMPLING[-1][0]] = geo.crop_offset(path, geo.CoordMap())
         return offsets
 
@@ -177,6 +209,20 @@ class FCNBase(VGGTrunk):
 
     def _end_backward(self, dscores: Any) -> Any:
         return getattr(self, f"crop_{self.UPSAMPLING[-1][0]}").backward(dscores)
+
+    def trunk_backward(self, d_pool5: Any, d_pool4: Any = None, d_pool3: Any = None) -> Any:
+        """The image's gradient from the gradients reaching pool5 and, through the skips, pool4
+        and pool3. pool4 is read twice in the forward pass (by conv5_1 and score_pool4), so its
+        gradient is the sum of both; the same for pool3 (conv4_1 and score_pool3)."""
+        d = self.stage_backward(5, d_pool5)
+        if d_pool4 is not None:
+            d = d + d_pool4
+        d = self.stage_backward(4, d)
+        if d_pool3 is not None:
+            d = d + d_pool3
+        for s in (3, 2, 1):
+            d = self.stage_backward(s, d)
+        return d
 
     def _input_grad(self, d_pool5: Any, d_pool4: Any = None, d_pool3: Any = None) -> Any:
         dx = self.trunk_backward(d_pool5, d_pool4, d_pool3)
@@ -264,8 +310,6 @@ class FCN8s(FCNBase):
 
     UPSAMPLING = (("upscore2", 4, 2), ("upscore_pool4", 4, 2), ("upscore8", 16, 8))
     SKIPS = ("pool4", "pool3")
-    POOL4_SCALE = 1.0
-    POOL3_SCALE = 1.0
 
     @classmethod
     def from_fcn16s(cls, model: FCN16s) -> FCN8s:
@@ -305,4 +349,5 @@ class FCN8sAtOnce(FCN8s):
 
 
 def _scaled(x: Any, scale: float) -> Any:
+    """x * scale. Its own adjoint: the backward pass scales the gradient by the same number."""
     return x if scale == 1.0 else x * np.asarray(scale, dtype=x.dtype)

@@ -90,22 +90,21 @@ def summary_rows(model, size: tuple[int, int], check_crops: bool = False) -> lis
     for name in model.HEAD:
         if not name.startswith(("relu", "drop")):
             shape, path = apply(name, shape, path)
-    for i, (name, _, _) in enumerate(model.UPSAMPLING):
-        shape, path = apply(name, shape, path, in_trunk=False)
-        if i < len(model.SKIPS):
-            pool = model.SKIPS[i]
-            pool_shape, pool_path = blobs[pool]
-            offset = model.crop_offsets[f"score_{pool}"]
+    for step in model.decoder():
+        shape, path = apply(step.upsample, shape, path, in_trunk=False)
+        if step.skip is not None:
+            pool_shape, pool_path = blobs[step.skip]
+            offset = model.crop_offsets[step.score]
             score_shape, _ = apply(
-                f"score_{pool}",
+                step.score,
                 pool_shape,
                 pool_path,
                 in_trunk=False,
                 note=f"cropped at {offset} to {shape[1]}x{shape[2]}, added",
             )
             if check_crops:
-                _check_crop(f"score_{pool}", score_shape[1:], offset, shape[1:], size)
-            rows.append(Row(f"fuse_{pool}", "sum", shape, scale=path.scale))
+                _check_crop(step.score, score_shape[1:], offset, shape[1:], size)
+            rows.append(Row(step.fuse, "sum", shape, scale=path.scale))
     offset = model.crop_offsets[model.UPSAMPLING[-1][0]]
     if check_crops:
         _check_crop(model.UPSAMPLING[-1][0], shape[1:], offset, tuple(size), size)

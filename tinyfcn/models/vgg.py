@@ -33,9 +33,8 @@ def scaled(channels: int, width: float) -> int:
 class VGGTrunk(nn.Module):
     """The five conv stages, as attributes named like the reference models (conv1_1 ... pool5).
 
-    ``trunk_forward(x) -> (pool3, pool4, pool5)``; ``trunk_backward(d_pool5, d_pool4, d_pool3)``
-    runs the stages in reverse, adding the gradients that skip branches send into pool4 and
-    pool3 (a blob read by two layers receives the sum of both gradients).
+    ``trunk_forward(x) -> (pool3, pool4, pool5)``; ``stage_backward(s, d)`` runs stage s in
+    reverse (an FCN adds the skip gradients between stages: ``FCNBase.trunk_backward``).
     """
 
     def _build_trunk(self, width: float, in_channels: int, first_padding: int) -> None:
@@ -73,22 +72,18 @@ class VGGTrunk(nn.Module):
 
     def trunk_forward(self, x: Any) -> tuple[Any, Any, Any]:
         """(pool3, pool4, pool5) of the image x (N, C, H, W)."""
-        s1, s2, s3, s4, s5 = self.stage_names
-        pool3 = self._run(s3, self._run(s2, self._run(s1, x)))
-        pool4 = self._run(s4, pool3)
-        pool5 = self._run(s5, pool4)
+        pool3 = self.stage_forward(3, self.stage_forward(2, self.stage_forward(1, x)))
+        pool4 = self.stage_forward(4, pool3)
+        pool5 = self.stage_forward(5, pool4)
         return pool3, pool4, pool5
 
-    def trunk_backward(self, d_pool5: Any, d_pool4: Any = None, d_pool3: Any = None) -> Any:
-        """dx of the image, from the gradients arriving at pool5 and (from skips) pool4, pool3."""
-        s1, s2, s3, s4, s5 = self.stage_names
-        d = self._run_backward(s5, d_pool5)
-        if d_pool4 is not None:
-            d = d + d_pool4  # pool4 feeds conv5_1 and score_pool4
-        d = self._run_backward(s4, d)
-        if d_pool3 is not None:
-            d = d + d_pool3  # pool3 feeds conv4_1 and score_pool3
-        return self._run_backward(s1, self._run_backward(s2, self._run_backward(s3, d)))
+    def stage_forward(self, s: int, x: Any) -> Any:
+        """Stage s (1..5): its convs, ReLUs and the closing pool."""
+        return self._run(self.stage_names[s - 1], x)
+
+    def stage_backward(self, s: int, d: Any) -> Any:
+        """The gradient at stage s's input from the gradient at its pool."""
+        return self._run_backward(self.stage_names[s - 1], d)
 
     def init_he(self) -> None:
         """He initialisation of the trunk (and fc6/fc7 when present): N(0, 2/fan_in), zero bias."""
@@ -159,4 +154,7 @@ class VGG16(VGGTrunk):
         return self._run(self.head_names, self.trunk_forward(x)[2])
 
     def backward(self, dy: Any) -> Any:
-        return self.trunk_backward(self._run_backward(self.head_names, dy))
+        d = self._run_backward(self.head_names, dy)
+        for s in (5, 4, 3, 2, 1):
+            d = self.stage_backward(s, d)
+        return d

@@ -6,15 +6,15 @@ from typing import Any
 
 import numpy as np
 
+from .. import fast
+from .. import functional as F
+from ..fast import plan
 from ..functional._checks import check_nchw, pair
 from ..functional.conv import normalize_conv_args
-from ..functional.conv_transpose import (
-    conv_transpose2d_backward,
-    conv_transpose2d_forward,
-    resolve_method,
-)
+from ..functional.conv_transpose import METHODS as TEXTBOOK_METHODS
 from . import init
 from ._layer import cast_back, cast_to_weight
+from .grad_mode import is_grad_enabled
 from .module import Module
 from .parameter import Parameter
 
@@ -22,11 +22,12 @@ from .parameter import Parameter
 class ConvTranspose2d(Module):
     """(N, C_in, H, W) -> (N, C_out, Ho, Wo), Ho = S(H-1) - 2P + D(kh-1) + output_padding + 1.
 
-    ``method``: ``"adjoint"`` (GEMM + col2im, any kernel), ``"zero_insertion"`` (insert S-1 zeros,
-    pad, convolve with the flipped kernel: the picture the FCN literature draws), ``"subpixel"``
-    (a stride-1 conv with Cout*S*S channels + pixel shuffle, for K a multiple of S: the fastest),
-    or ``"auto"`` (default: subpixel where it applies, else adjoint). All give the same numbers;
-    see ``tinyfcn.functional.conv_transpose``.
+    ``method``: the textbook's ``"adjoint"`` (GEMM + col2im, any kernel) or ``"zero_insertion"``
+    (insert S-1 zeros, pad, convolve with the flipped kernel: the picture the FCN literature
+    draws), see ``functional.conv_transpose``; or the engine's ``"subpixel"`` (a stride-1 conv
+    with Cout*S*S channels + pixel shuffle, for K a multiple of S) and ``"auto"`` (default:
+    subpixel where it applies, else adjoint), see ``fast.plan``. All give the same numbers;
+    with the engine off (``tinyfcn.fast.disabled()``) the engine's two run as "adjoint".
     """
 
     def __init__(
@@ -44,7 +45,7 @@ class ConvTranspose2d(Module):
     ) -> None:
         super().__init__()
         k, s, p, d = normalize_conv_args(kernel_size, stride, padding, dilation)
-        resolve_method(method, k, s, d, "ConvTranspose2d")  # an unknown or unusable method: now
+        plan.resolve_method(method, k, s, d, "ConvTranspose2d")  # an unknown or unusable method
         op_ = pair(output_padding, "output_padding")
         for a in range(2):
             if op_[a] >= s[a] and op_[a] >= d[a]:
@@ -63,22 +64,26 @@ class ConvTranspose2d(Module):
         check_nchw(x, "ConvTranspose2d", self.in_channels)
         x_dtype = x.dtype
         x = cast_to_weight(x, self.weight.data, "ConvTranspose2d")
-        y, cache = conv_transpose2d_forward(
-            x,
-            self.weight.data,
-            None if self.bias is None else self.bias.data,
-            self.stride,
-            self.padding,
-            self.output_padding,
-            self.dilation,
-            self.method,
-        )
-        self._save((cache, x_dtype))
+        b = None if self.bias is None else self.bias.data
+        args = (x, self.weight.data, b, self.stride, self.padding, self.output_padding)
+        engine = fast.is_enabled()
+        if engine:
+            y, cache = plan.conv_transpose2d_forward(
+                *args, self.dilation, self.method, owner=self, need_backward=is_grad_enabled()
+            )
+        else:
+            textbook = self.method if self.method in TEXTBOOK_METHODS else "adjoint"
+            y, cache = F.conv_transpose2d_forward(*args, self.dilation, textbook)
+        self._save((engine, cache, x_dtype))
         return y
 
     def backward(self, dy: Any) -> Any:
-        cache, x_dtype = self._take_cache()
-        dx, dw, db = conv_transpose2d_backward(dy.astype(self.weight.dtype, copy=False), cache)
+        engine, cache, x_dtype = self._take_cache()
+        dy = dy.astype(self.weight.dtype, copy=False)
+        if engine:
+            dx, dw, db = plan.conv_transpose2d_backward(dy, cache)
+        else:
+            dx, dw, db = F.conv_transpose2d_backward(dy, cache)
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)

@@ -79,8 +79,8 @@ class Parameter:
         """Set the gradient to zero, keeping its memory (fc6's is 411 MB at full width).
 
         The zeros are not written now: the next backward pass overwrites the array (or reading
-        ``grad`` first fills it), which spares a pass over every gradient each step (fc6's
-        411 MB alone take ~20 ms to fill here). ``torch``'s ``set_to_none`` has the same aim.
+        ``grad`` first fills it), which spares a pass over every gradient each step.
+        ``torch``'s ``set_to_none`` has the same aim.
         """
         if self._grad is not None:
             self._stale = self._grad_is_zero = True

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import fast
+from .. import functional as F
+from ..fast import plan
 from ..functional._checks import pair
-from ..functional.pool import max_pool2d_backward, max_pool2d_forward
 from .module import Module
 
 
@@ -13,7 +15,8 @@ class MaxPool2d(Module):
     """(N, C, H, W) -> (N, C, Ho, Wo), Ho = floor_or_ceil((H + 2P - D(K-1) - 1) / S) + 1.
 
     ``stride`` defaults to ``kernel_size``. Backward sends each gradient to the first maximum of
-    its window (see ``tinyfcn.functional.pool`` for the tie rule).
+    its window (see ``tinyfcn.functional.pool`` for the tie rule); with the engine on, FCN's 2x2
+    windows take ``fast.pool2x2`` (the same maxima and winners).
     """
 
     def __init__(
@@ -26,14 +29,17 @@ class MaxPool2d(Module):
         self.ceil_mode = bool(ceil_mode)
 
     def forward(self, x: Any) -> Any:
-        y, cache = max_pool2d_forward(
-            x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
-        )
-        self._save(cache)
+        args = (x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+        engine = fast.is_enabled()
+        y, cache = plan.max_pool2d_forward(*args) if engine else F.max_pool2d_forward(*args)
+        self._save((engine, cache))
         return y
 
     def backward(self, dy: Any) -> Any:
-        return max_pool2d_backward(dy, self._take_cache())
+        engine, cache = self._take_cache()
+        if engine:
+            return plan.max_pool2d_backward(dy, cache)
+        return F.max_pool2d_backward(dy, cache)
 
     def extra_repr(self) -> str:
         return (

@@ -12,7 +12,7 @@ with x padded by m-1: an ordinary stride-1 convolution with an m x m kernel and 
 channels, whose channels are then moved into space (``pixel_shuffle``). One GEMM, an im2col of
 only m*m taps of the small input, and one copy of the output, instead of the adjoint path's
 K*K strided col2im additions onto the large output. The backward pass is the same in reverse:
-``pixel_unshuffle`` dy, then the convolution's own backward.
+``pixel_unshuffle`` dy, then the convolution's own backward (``plan.py`` composes the steps).
 
 Shapes: x (N, Cin, H, W), weight (Cin, Cout, kh, kw) with kh = mh*sh, kw = mw*sw, dilation 1.
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import get_array_module
-from .conv import conv2d_backward, conv2d_forward
 
 
 def supports_subpixel(k: tuple[int, int], s: tuple[int, int], d: tuple[int, int]) -> bool:
@@ -70,17 +69,3 @@ def weight_from_subpixel(w2: Any, weight_shape: tuple[int, int, int, int], s: tu
     (sh, sw), mh, mw = s, kh // s[0], kw // s[1]
     w6 = w2.reshape(Cout, sh, sw, Cin, mh, mw).transpose(3, 0, 4, 1, 5, 2)[:, :, ::-1, :, ::-1, :]
     return get_array_module(w2).ascontiguousarray(w6).reshape(weight_shape)
-
-
-def subpixel_forward(x: Any, weight: Any, s: tuple[int, int]):
-    """The full, unpadded frame (N, Cout, S(H-1)+K, ...) and the inner convolution's cache."""
-    Cin, Cout, kh, kw = weight.shape
-    mh, mw = kh // s[0], kw // s[1]
-    y, conv_cache = conv2d_forward(x, subpixel_weight(weight, s), None, 1, (mh - 1, mw - 1))
-    return pixel_shuffle(y, s), conv_cache
-
-
-def subpixel_backward(dy_full: Any, conv_cache: Any, weight_shape: tuple, s: tuple[int, int]):
-    """(dx, dw) from the gradient of the full frame: unshuffle, then the convolution's backward."""
-    dx, dw2, _ = conv2d_backward(pixel_unshuffle(dy_full, s), conv_cache)
-    return dx, weight_from_subpixel(dw2, weight_shape, s)

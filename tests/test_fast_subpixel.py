@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.helpers import assert_close
-from tinyfcn.functional.subpixel import (
+from tinyfcn.fast.subpixel import (
     pixel_shuffle,
     pixel_unshuffle,
     subpixel_weight,

@@ -1,0 +1,229 @@
+"""Every engine convolution kernel equals the textbook's (float64, <= 1e-12 relative), forward
+and every gradient, on the awkward configurations of test_conv.py; and the planner's choices."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+import torch.nn.functional as TF
+
+from tests.helpers import assert_close, assert_same_as_textbook, to_torch
+from tests.test_conv import CASES
+from tinyfcn import fast
+from tinyfcn import functional as F
+from tinyfcn.fast import plan, workspace
+from tinyfcn.fast.conv_blocked import (
+    BlockedConvCache,
+    conv2d_blocked_backward,
+    conv2d_blocked_forward,
+    conv2d_input_grad_as_conv,
+)
+from tinyfcn.fast.conv_chunked import conv2d_chunked
+from tinyfcn.fast.conv_kept import conv2d_kept_backward, conv2d_kept_forward
+from tinyfcn.fast.gemm import weight_grad_gemm
+from tinyfcn.functional.conv import check_conv2d_args, normalize_conv_args
+from tinyfcn.nn import Conv2d, manual_seed, no_grad
+
+IDS = list(CASES)
+BLOCKS = {"row": 1, "rows": 600, "whole": 10**9}  # bytes of im2col matrix per block
+
+
+def textbook_and_args(xp, name: str, seed: int):
+    """(x, w, b, dy), the textbook's (y, dx, dw, db), and the checked (k, s, p, d), (Ho, Wo)."""
+    case = CASES[name]
+    x, w, b = (None if a is None else xp.asarray(a) for a in case.arrays(seed))
+    args, out_hw = check_conv2d_args("conv2d", x, w, b, case.s, case.p, case.d)
+    y, cache = F.conv2d_forward(x, w, b, case.s, case.p, case.d)
+    dy = xp.asarray(np.random.default_rng(seed + 1).standard_normal(y.shape))
+    return (x, w, b, dy), (y,) + F.conv2d_backward(dy, cache), args, out_hw
+
+
+def dx_options(args) -> dict:
+    """col2im always; dX as a convolution where it is defined (stride 1, P <= D(K-1))."""
+    k, s, p, d = args
+    options = {"col2im": None}
+    if s == (1, 1) and all(p[a] <= d[a] * (k[a] - 1) for a in range(2)):
+        options.update({"conv-rows": 1, "conv-whole": 10**9})
+    return options
+
+
+def check_grads(name, ours, textbook) -> None:
+    for what, a, t in zip(("dx", "dw", "db"), ours, textbook[1:], strict=True):
+        if t is None:
+            assert a is None, f"{name} {what}: expected None"
+        else:
+            assert_same_as_textbook(a, t, f"{name} {what}")
+
+
+@pytest.mark.parametrize("name", IDS)
+@pytest.mark.parametrize("block", list(BLOCKS))
+def test_chunked_forward_equals_textbook(xp, name, block):
+    (x, w, b, _), textbook, args, out_hw = textbook_and_args(xp, name, seed=IDS.index(name))
+    y = conv2d_chunked(x, w, b, *args, out_hw, BLOCKS[block])
+    assert_same_as_textbook(y, textbook[0], f"{name} chunked ({block})")
+
+
+@pytest.mark.parametrize("name", IDS)
+@pytest.mark.parametrize("block", list(BLOCKS))
+def test_blocked_training_conv_equals_textbook(xp, name, block):
+    (x, w, b, dy), textbook, args, out_hw = textbook_and_args(xp, name, seed=100 + IDS.index(name))
+    x_before, dy_before = x.copy(), dy.copy()
+    for dw_transposed in (False, True):
+        for dx_name, dx_block in dx_options(args).items():
+            y, cache = conv2d_blocked_forward(x, w, b, *args, out_hw, BLOCKS[block])
+            assert_same_as_textbook(y, textbook[0], f"{name} blocked output")
+            grads = conv2d_blocked_backward(dy, cache, dw_transposed, dx_block)
+            what = f"{name} blocked ({block}, dW^T {dw_transposed}, {dx_name})"
+            check_grads(what, grads, textbook)
+    assert_close(x, x_before, f"{name} x unchanged", rtol=0, atol=0)
+    assert_close(dy, dy_before, f"{name} dy unchanged", rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_kept_training_conv_equals_textbook(xp, name):
+    """The im2col matrix written into a reused spare, dW into a given array, W2^T @ dY2 into the
+    dead matrix: the textbook's numbers, and the input (a 1x1 conv's "matrix") never written."""
+    (x, w, b, dy), textbook, args, out_hw = textbook_and_args(xp, name, seed=200 + IDS.index(name))
+    x_before = x.copy()
+    owner = Conv2d(1, 1, 1)  # any object that can be weakly referenced keys the spare
+    for dw_transposed in (False, True):
+        for dx_name, dx_block in dx_options(args).items():
+            y, cache = conv2d_kept_forward(x, w, b, *args, out_hw, owner)
+            assert_same_as_textbook(y, textbook[0], f"{name} kept output")
+            dw_out = xp.full(w.shape, np.nan)  # overwritten, never read
+            grads = conv2d_kept_backward(dy, cache, dw_transposed, dx_block, dw_out)
+            assert grads[1] is dw_out
+            check_grads(f"{name} kept (dW^T {dw_transposed}, {dx_name})", grads, textbook)
+    assert_close(x, x_before, f"{name} x unchanged", rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", [n for n in IDS if CASES[n].s == 1])
+def test_input_grad_as_conv_equals_textbook_and_torch(xp, name):
+    """dX = conv2d(dY, flip_transpose(W), padding D(K-1) - P, dilation D) at stride 1."""
+    (x, w, b, dy), textbook, (k, s, p, d), _ = textbook_and_args(xp, name, seed=300)
+    if not all(p[a] <= d[a] * (k[a] - 1) for a in range(2)):
+        pytest.skip("padding beyond D(K-1): dX is not a convolution of dY")
+    for block in BLOCKS.values():
+        dx = conv2d_input_grad_as_conv(dy, w, k, p, d, block)
+        assert_same_as_textbook(dx, textbook[1], f"{name} dX as a conv ({block} B blocks)")
+    xt = to_torch(x, requires_grad=True)
+    TF.conv2d(xt, to_torch(w), None, s, p, d).backward(to_torch(dy))
+    assert_close(textbook[1], xt.grad, f"{name} textbook dX vs torch")
+
+
+@pytest.mark.parametrize("O, K, M", [(4, 9, 300), (600, 9, 300), (4, 9, 20)])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_weight_grad_gemm_both_orders_give_dy2_cols_t(xp, O, K, M, accumulate):
+    rng = np.random.default_rng(O + M)
+    dy2, cols = xp.asarray(rng.standard_normal((O, M))), xp.asarray(rng.standard_normal((K, M)))
+    start = xp.asarray(rng.standard_normal((O, K)))
+    for transposed in (False, True):
+        dw2 = start.copy()
+        weight_grad_gemm(dy2, cols, dw2, transposed, accumulate=accumulate)
+        expected = dy2 @ cols.T + (start if accumulate else 0)
+        assert_same_as_textbook(dw2, expected, f"dW ({O}x{K} on {M} px, transposed {transposed})")
+
+
+# --- the planner's choices -------------------------------------------------------------------
+
+
+def test_planner_conv_kernels():
+    args = normalize_conv_args(3, 1, 1, 1)
+    kernel = plan.conv2d_kernel
+    assert kernel((8, 16, 128, 128), (16, 16, 3, 3), args, 4, True) == "blocked"  # thin, big
+    assert kernel((1, 256, 56, 56), (256, 256, 3, 3), args, 4, True) == "kept"  # wide
+    assert kernel((1, 16, 8, 8), (16, 16, 3, 3), args, 4, True) == "kept"  # small
+    pointwise = normalize_conv_args(1, 1, 0, 1)
+    assert kernel((8, 16, 128, 128), (16, 16, 1, 1), pointwise, 4, True) == "kept"
+    assert kernel((8, 16, 128, 128), (16, 16, 3, 3), args, 4, False) == "chunked"  # no_grad
+
+
+def test_planner_input_grad_as_conv_rule():
+    def rule(x_shape, w_shape, k, s, p, d=1):
+        return plan.dx_conv_block_bytes(w_shape, x_shape, normalize_conv_args(k, s, p, d), 4)
+
+    assert rule((8, 16, 128, 128), (16, 16, 3, 3), 3, 1, 1) is not None  # conv1_2, width 1/4
+    assert rule((8, 16, 128, 128), (16, 16, 3, 3), 3, 2, 1) is None  # strided
+    assert rule((8, 16, 128, 128), (16, 16, 1, 1), 1, 1, 1) is None  # P > D(K-1)
+    assert rule((1, 512, 7, 7), (4096, 512, 7, 7), 7, 1, 3) is None  # fc6: W 411 MB
+    assert rule((1, 8, 32, 32), (8, 8, 3, 3), 3, 1, 4, 2) is not None  # dilated
+    assert rule((1, 3, 224, 224), (64, 3, 3, 3), 3, 1, 1) is None  # conv1_1: O > C
+
+
+def test_planner_dw_order():
+    assert plan.transposed_dw(16, 16384) and plan.transposed_dw(128, 256)
+    assert not plan.transposed_dw(512, 50176) and not plan.transposed_dw(16, 8)
+
+
+# --- through the layer -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_blocks(monkeypatch):
+    """Blocks of one or two output rows, and the blocked kernel taken for any matrix size."""
+    monkeypatch.setitem(plan.RULES, "block_bytes", 1)
+    monkeypatch.setitem(plan.RULES, "block_min_pixels", 0)
+    monkeypatch.setitem(plan.RULES, "blocked_min_cols_bytes", 0)
+
+
+def test_conv2d_layer_takes_the_blocked_kernel_and_matches_torch(xp, device, tiny_blocks):
+    manual_seed(0)
+    layer = Conv2d(3, 4, 3, padding=1).double().to(device)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 9, 10))
+    dy = rng.standard_normal((2, 4, 9, 10))
+    with fast.enabled():
+        for _ in range(2):  # gradients accumulate across two backward passes, as in torch
+            y = layer(xp.asarray(x))
+            assert isinstance(layer.__dict__["_cache"][1], BlockedConvCache)
+            dx = layer.backward(xp.asarray(dy))
+    xt = to_torch(x, requires_grad=True)
+    wt = to_torch(layer.weight.data, requires_grad=True)
+    bt = to_torch(layer.bias.data, requires_grad=True)
+    for _ in range(2):
+        TF.conv2d(xt, wt, bt, padding=1).backward(to_torch(dy))
+    assert_close(y, TF.conv2d(to_torch(x), wt.detach(), bt.detach(), padding=1), "output")
+    assert_close(dx, xt.grad / 2, "dx")
+    assert_close(layer.weight.grad, wt.grad, "weight.grad (two steps)")
+    assert_close(layer.bias.grad, bt.grad, "bias.grad (two steps)")
+
+
+def test_conv2d_layer_uses_blocks_under_no_grad(xp, device):
+    layer = Conv2d(3, 4, 3, padding=1).double().to(device)
+    x = xp.asarray(np.random.default_rng(1).standard_normal((1, 3, 40, 30)))
+    old = fast.im2col_budget()
+    try:
+        fast.set_im2col_budget(1000)  # far below this layer's 259 KB matrix: blocks of 4 rows
+        with fast.enabled(), no_grad():
+            chunked = layer(x)
+        with fast.disabled():
+            full = layer(x)  # the textbook: one matrix
+    finally:
+        fast.set_im2col_budget(old)
+    assert_same_as_textbook(chunked, full, "layer output, blocks vs one matrix")
+    with pytest.raises(ValueError, match="positive"):
+        fast.set_im2col_budget(0)
+
+
+def test_the_spare_matrix_follows_its_layer(xp, device):
+    """A layer's im2col matrix becomes its spare after backward, is handed out once, and goes
+    when the layer goes (a weak reference)."""
+    layer = Conv2d(2, 3, 3, padding=1).double().to(device)
+    x = xp.asarray(np.random.default_rng(2).standard_normal((1, 2, 6, 5)))
+    with fast.enabled():
+        layer(x)
+        assert workspace.spare_of(layer) is None
+        layer.backward(xp.ones((1, 3, 6, 5)))
+        spare = workspace.spare_of(layer)
+        assert spare is not None and spare.shape == (18, 30)
+        layer(x)
+        assert workspace.spare_of(layer) is None  # in use by this forward's cache
+        assert layer.__dict__["_cache"][1].cols is spare
+        layer.backward(xp.ones((1, 3, 6, 5)))
+    assert workspace.spare_of(layer) is spare
+    count = len(workspace._spares)
+    del layer
+    gc.collect()
+    assert len(workspace._spares) == count - 1  # no layer, no spare

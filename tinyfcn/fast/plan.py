@@ -1,0 +1,282 @@
+"""The planner: the one place that decides which kernel computes each layer.
+
+The layers of ``tinyfcn.nn`` call these functions while the engine is on (``switch.py``); they
+take the textbook's arguments and give the textbook's numbers (float64: equal to 1e-12). Every
+case not in this table falls through to ``tinyfcn.functional``. Measurements: 2-core EPYC,
+float32, numpy's OpenBLAS; the history is in ``docs/performance.md``.
+
+=========================  ============================  ==========================================
+case                       kernel                        why (measured gain)
+=========================  ============================  ==========================================
+conv, no backward          ``conv_chunked``: im2col in   conv1_2 of the paper net at 500x500 would
+(inference, ``no_grad``)   blocks of output rows, one    build a 1.1 GB matrix; a 2 MiB block stays
+                           shared workspace              in cache (64 ch at 224: 41 -> 36 ms)
+conv, training, thin       ``conv_blocked``: the same    the matrix is 9x the input: writing and
+patch (C*kh*kw <= 512)     blocks, rebuilt in backward;  re-reading it is all memory traffic (16 ch
+on a big map (>= 4 MiB)    no matrix kept                at 8x128x128 fwd+bwd: 57 -> 47 ms)
+conv, training, other      ``conv_kept``: the textbook   no fresh matrix each step; dW written
+                           im2col + GEMM into the        into ``.grad``; W2^T @ dY2 written into
+                           layer's spare matrix          the dead matrix before col2im
+dX of a stride-1 conv      ``conv2d_input_grad_as_conv`` no col2im read-modify-write passes (16 ch
+with O <= C, |W| <= |dX|   conv of dY, flipped kernel    at 8x128x128, 1 thread: 40 -> 14 ms); not
+                                                         3 -> 64 ch (11 ms col2im, 33 as a conv)
+dW with O <= 128 output    ``gemm``: (cols @ dY2^T)^T    OpenBLAS runs this order faster for thin
+channels, >= 256 pixels                                  layers (16 ch, 16384 px: 2.1 -> 1.2 ms)
+ConvTranspose2d "auto" or  ``subpixel``: stride-1 conv   one GEMM and one copy instead of K*K
+"subpixel", K % S == 0     with Cout*S*S channels, then  col2im additions onto the big output
+(every FCN upsampling)     a pixel shuffle               (the x8 layer was 2.8x PyTorch's time)
+max-pool 2x2, stride 2     ``pool2x2``: two pairwise     half the time of four strided taps
+(every VGG pool)           maxima; backward writes       (conv1_2's output, width 1/4: 11.5 ->
+                           instead of adding             5.3 ms)
+a small network (the        one BLAS thread               waking OpenBLAS's second thread costs more
+demo: width 1/8, 64x64)                                  than it saves (a step: 19.7 -> 17.4 ms)
+=========================  ============================  ==========================================
+
+The thresholds are in ``RULES``; ``conv2d_kernel`` names the choice for a given layer and input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import functional as F
+from ..functional.conv import check_conv2d_args, check_grad_shape, conv_output_shape
+from ..functional.conv_transpose import (
+    check_conv_transpose2d_args,
+    conv_transpose2d_output_shape,
+    crop_full_frame,
+    full_frame_grad,
+)
+from ..functional.pool import (
+    MaxPool2dCache,
+    check_pool_args,
+    pad_for_windows,
+    route_nan_windows,
+)
+from .conv_blocked import BlockedConvCache, conv2d_blocked_backward, conv2d_blocked_forward
+from .conv_chunked import conv2d_chunked
+from .conv_kept import KeptConvCache, conv2d_kept_backward, conv2d_kept_forward
+from .pool2x2 import max_pool2d_backward_disjoint, max_pool_2x2
+from .subpixel import (
+    pixel_shuffle,
+    pixel_unshuffle,
+    subpixel_weight,
+    supports_subpixel,
+    weight_from_subpixel,
+)
+from .workspace import im2col_budget
+
+RULES = {
+    # conv_blocked: a patch this short at most, a full im2col matrix this large at least
+    "blocked_max_patch": 512,
+    "blocked_min_cols_bytes": 4 * 2**20,
+    # im2col blocks: this many bytes, or this many output pixels where the patch is long
+    # (a GEMM on few columns runs badly on two threads)
+    "block_bytes": 2 * 2**20,
+    "block_min_pixels": 1024,
+    # dW as (cols @ dY2^T)^T: at most this many output channels, at least this many pixels
+    "transposed_dw_max_channels": 128,
+    "transposed_dw_min_pixels": 256,
+    # BLAS threads for a network as small as the demo's (``tinyfcn.demo`` pins them)
+    "small_network_blas_threads": 1,
+}
+
+METHODS = ("auto", "adjoint", "zero_insertion", "subpixel")
+
+
+# --- decisions -----------------------------------------------------------------------------------
+
+
+def block_bytes(patch: int, itemsize: int) -> int:
+    """Bytes of im2col matrix in one block of a training convolution."""
+    return max(RULES["block_bytes"], patch * itemsize * RULES["block_min_pixels"])
+
+
+def forward_block_bytes(patch: int, itemsize: int) -> int:
+    """The same for a forward-only pass, never above the memory budget ``im2col_budget()``."""
+    return min(block_bytes(patch, itemsize), im2col_budget())
+
+
+def conv2d_kernel(x_shape, weight_shape, args, itemsize: int, need_backward: bool) -> str:
+    """Which kernel computes this convolution: "chunked", "blocked" or "kept"."""
+    if not need_backward:
+        return "chunked"
+    k, s, p, d = args
+    patch = weight_shape[1] * k[0] * k[1]
+    if patch > RULES["blocked_max_patch"] or k == (1, 1):
+        return "kept"
+    Ho, Wo = conv_output_shape("conv2d", tuple(x_shape[2:]), k, s, p, d)
+    cols_bytes = patch * x_shape[0] * Ho * Wo * itemsize
+    return "blocked" if cols_bytes >= RULES["blocked_min_cols_bytes"] else "kept"
+
+
+def transposed_dw(out_channels: int, pixels: int) -> bool:
+    """dW as (cols @ dY2^T)^T: thin layers on many pixels."""
+    return (
+        out_channels <= RULES["transposed_dw_max_channels"]
+        and pixels >= RULES["transposed_dw_min_pixels"]
+    )
+
+
+def dx_conv_block_bytes(weight_shape, x_shape, args, itemsize: int) -> int | None:
+    """Block size for dX as a convolution of dY where that pays, else None (col2im).
+
+    It needs stride 1 and P <= D(K-1); it pays where im2col(dY) is no larger than im2col(x)
+    (O <= C) and the flipped copy of W is smaller than dX.
+    """
+    k, s, p, d = args
+    O, C = weight_shape[:2]
+    n_dx = x_shape[0] * x_shape[1] * x_shape[2] * x_shape[3]
+    fits = all(p[a] <= d[a] * (k[a] - 1) for a in range(2))
+    if s == (1, 1) and fits and O <= C and O * C * k[0] * k[1] <= n_dx:
+        return forward_block_bytes(O * k[0] * k[1], itemsize)
+    return None
+
+
+# --- Conv2d --------------------------------------------------------------------------------------
+
+
+def conv2d_forward(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    stride=1,
+    padding=0,
+    dilation=1,
+    *,
+    owner: Any = None,
+    need_backward: bool = True,
+):
+    """``functional.conv2d_forward`` by the kernel the table picks: (y, cache); the cache is None
+    without ``need_backward``. ``owner`` (the layer) keys the reused im2col matrix."""
+    args, out_hw = check_conv2d_args("conv2d", x, weight, bias, stride, padding, dilation)
+    patch = weight[0].size
+    kernel = conv2d_kernel(x.shape, weight.shape, args, x.itemsize, need_backward)
+    if kernel == "chunked":
+        block = forward_block_bytes(patch, x.itemsize)
+        return conv2d_chunked(x, weight, bias, *args, out_hw, block), None
+    if kernel == "blocked":
+        return conv2d_blocked_forward(
+            x, weight, bias, *args, out_hw, block_bytes(patch, x.itemsize)
+        )
+    return conv2d_kept_forward(x, weight, bias, *args, out_hw, owner)
+
+
+def conv2d_backward(dy: Any, cache: KeptConvCache | BlockedConvCache, *, dw_out: Any = None):
+    """(dx, dw, db) as ``functional.conv2d_backward``; ``dw_out`` (e.g. a zeroed ``.grad``) is
+    where dW is written."""
+    weight = cache.weight
+    x_shape = tuple(cache.x.shape) if isinstance(cache, BlockedConvCache) else cache.x_shape
+    k, s, p, d = cache.args
+    out_hw = conv_output_shape("conv2d backward", x_shape[2:], k, s, p, d)
+    check_grad_shape("conv2d", dy, (x_shape[0], weight.shape[0]) + out_hw)
+    dx_block = dx_conv_block_bytes(weight.shape, x_shape, cache.args, dy.itemsize)
+    if isinstance(cache, BlockedConvCache):
+        patch = weight[0].size
+        rows = max(1, min(out_hw[0], cache.block_bytes // (patch * out_hw[1] * dy.itemsize)))
+        dw_t = transposed_dw(weight.shape[0], rows * out_hw[1])
+        return conv2d_blocked_backward(dy, cache, dw_t, dx_block, dw_out)
+    dw_t = transposed_dw(weight.shape[0], x_shape[0] * out_hw[0] * out_hw[1])
+    return conv2d_kept_backward(dy, cache, dw_t, dx_block, dw_out)
+
+
+# --- ConvTranspose2d -----------------------------------------------------------------------------
+
+
+def resolve_method(method: str, k, s, d, op: str = "conv_transpose2d") -> str:
+    """The method that runs: "auto" is "subpixel" where K % S == 0 and D == 1, else "adjoint";
+    an explicit "subpixel" where it does not apply is an error."""
+    if method not in METHODS:
+        raise ValueError(f"{op}: method must be one of {METHODS}, got {method!r}")
+    if method == "auto":
+        return "subpixel" if supports_subpixel(k, s, d) else "adjoint"
+    if method == "subpixel" and not supports_subpixel(k, s, d):
+        raise ValueError(
+            f"{op}: method 'subpixel' needs every kernel size a multiple of its stride and no "
+            f"dilation, got kernel {k}, stride {s}, dilation {d}; use 'adjoint'"
+        )
+    return method
+
+
+@dataclass
+class SubpixelCache:
+    conv_cache: Any  # the inner stride-1 convolution's
+    weight: Any
+    x_shape: tuple
+    has_bias: bool
+    args: tuple  # (kernel, stride, padding, output_padding, dilation) as pairs
+    method: str = "subpixel"
+
+
+def conv_transpose2d_forward(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    dilation=1,
+    method: str = "auto",
+    *,
+    owner: Any = None,
+    need_backward: bool = True,
+):
+    """``functional.conv_transpose2d_forward``, plus "subpixel" and "auto"; (y, cache)."""
+    op = "conv_transpose2d"
+    k, s, p, op_, d, y_shape = check_conv_transpose2d_args(
+        op, x, weight, bias, stride, padding, output_padding, dilation
+    )
+    method = resolve_method(method, k, s, d, op)
+    if method != "subpixel":
+        return F.conv_transpose2d_forward(
+            x, weight, bias, stride, padding, output_padding, dilation, method
+        )
+    m = (k[0] // s[0] - 1, k[1] // s[1] - 1)  # the inner conv's padding: m - 1
+    y_cells, conv_cache = conv2d_forward(
+        x, subpixel_weight(weight, s), None, 1, m, owner=owner, need_backward=need_backward
+    )
+    y = crop_full_frame(pixel_shuffle(y_cells, s), p, op_)
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)
+    assert tuple(y.shape) == y_shape, (y.shape, y_shape)
+    args = (k, s, p, op_, d)
+    return y, SubpixelCache(conv_cache, weight, tuple(x.shape), bias is not None, args)
+
+
+def conv_transpose2d_backward(dy: Any, cache: Any, *, dw_out: Any = None):
+    """(dx, dw, db) as ``functional.conv_transpose2d_backward``: unshuffle dy, then the inner
+    convolution's backward (subpixel); the textbook's own backward for its methods."""
+    if not isinstance(cache, SubpixelCache):
+        return F.conv_transpose2d_backward(dy, cache)
+    check_grad_shape("conv_transpose2d", dy, conv_transpose2d_output_shape(cache))
+    k, s, p, op_, d = cache.args
+    dy_cells = pixel_unshuffle(full_frame_grad(dy, p, op_), s)
+    dx, dw_cells, _ = conv2d_backward(dy_cells, cache.conv_cache)
+    db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
+    return dx, weight_from_subpixel(dw_cells, cache.weight.shape, s), db
+
+
+# --- MaxPool2d -----------------------------------------------------------------------------------
+
+
+def max_pool2d_forward(x: Any, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """``functional.max_pool2d_forward``; 2x2 windows at stride 2 in two pairwise steps."""
+    k, s, p, d, out_hw = check_pool_args(
+        "max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode
+    )
+    if not (k == s == (2, 2) and d == (1, 1)):
+        return F.max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode)
+    x_pad = pad_for_windows(x, p, k, s, d, out_hw, -float("inf"))
+    y, argmax = max_pool_2x2(x_pad[:, :, : 2 * out_hw[0], : 2 * out_hw[1]])
+    route_nan_windows(y, argmax, x_pad, k, s, d)
+    return y, MaxPool2dCache(argmax, tuple(x.shape), (k, s, p, d))
+
+
+def max_pool2d_backward(dy: Any, cache: Any):
+    """``functional.max_pool2d_backward``; where windows do not overlap, written, not added."""
+    k, s, p, d = cache.args
+    if not all(s[a] >= d[a] * (k[a] - 1) + 1 for a in range(2)):
+        return F.max_pool2d_backward(dy, cache)
+    check_grad_shape("max_pool2d", dy, tuple(cache.x_shape[:2]) + tuple(cache.argmax.shape[2:]))
+    return max_pool2d_backward_disjoint(dy, cache)
