@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,8 +18,8 @@ import numpy as np
 
 from . import viz
 from .backend import asnumpy, to_device
-from .blas import blas_threads
-from .experiment import RunConfig, build_trainer, run_meta
+from .experiment import RunConfig, run_meta
+from .runs import BLAS_THREADS, fit_run, new_run, remove_run_files
 
 # A 2-core laptop CPU: width 1/8 (8 ... 64 channels in the trunk, fc6/fc7 512 channels as 1x1
 # convs: on a 2x2 pool5 map a 7x7 fc6 costs 3/4 of the weights and time for no gain in mean IU),
@@ -48,7 +47,7 @@ DEMO = RunConfig(
     learnable_upsampling=True,
     ring_width=(3.0, 5.0),
 )
-DEMO_BLAS_THREADS = 1  # see tinyfcn.blas: the demo's matrices are too small for two
+DEMO_BLAS_THREADS = BLAS_THREADS  # see tinyfcn.blas: the demo's matrices are too small for two
 # Under CI (or TINYFCN_QUICK=1) the demo only proves it runs end to end.
 QUICK = replace(DEMO, train_images=64, val_images=16, epochs=1, batch_size=8)
 NAMES = {"fcn32s": "FCN-32s", "fcn16s": "FCN-16s", "fcn8s": "FCN-8s"}
@@ -60,13 +59,9 @@ def quick_mode() -> bool:
 
 def train_one(cfg: RunConfig, out_dir: Path, progress: bool = True) -> tuple:
     """Train ``cfg`` into ``out_dir``; returns (trainer, validation metrics, seconds)."""
-    steps = cfg.epochs * (cfg.train_images // cfg.batch_size)
-    trainer = build_trainer(cfg, out_dir, progress, val_every=max(1, steps // 6))
-    with blas_threads(DEMO_BLAS_THREADS):
-        start = time.perf_counter()
-        trainer.fit(cfg.epochs)
-        seconds = time.perf_counter() - start
-        return trainer, trainer.evaluate(), seconds
+    run = new_run(cfg, out_dir, progress)
+    metrics, seconds = fit_run(run)
+    return run.trainer, metrics, seconds
 
 
 def _predictions(trainer, val_loader, count: int = 8):
@@ -111,6 +106,7 @@ def run_demo(
     results, predictions = {}, {}
     for name in variants:
         run_dir = out if name == "fcn8s" else out / name
+        remove_run_files(run_dir)  # the demo replaces its earlier output, log.csv included
         trainer, metrics, seconds = train_one(replace(cfg, model=name), run_dir, progress)
         results[name] = {**_summary(metrics, trainer), "train_seconds": round(seconds, 1)}
         images, labels, predictions[NAMES[name]] = _predictions(trainer, trainer.val_loader)

@@ -115,7 +115,6 @@ class Trainer:
         self.state = TrainState()
         self.stop_requested = False  # set from a signal handler; fit stops at a step boundary
         self._saved_step: int | None = None  # the step of the last checkpoint.npz written
-        self._validated_step: int | None = None
         self._fitting = False
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -134,20 +133,24 @@ class Trainer:
                 raise
             loss = math.nan
         if not math.isfinite(loss):
-            if self._saved_step is not None:
-                kept = f"the last good checkpoint is {self.out_dir / 'checkpoint.npz'} (step "
-                kept += f"{self._saved_step})"
-            else:
-                kept = "no checkpoint was written before it"
-            raise TrainingDiverged(
-                f"the loss is {loss} at step {self.state.step} (epoch {self.state.epoch}): "
-                f"training diverged; lower the learning rate ({kept})"
-            )
+            raise TrainingDiverged(self._diverged(f"the loss is {loss}"))
         self.model.backward(self.criterion.backward())
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
         return loss
+
+    def _diverged(self, what: str) -> str:
+        """One line: where training diverged, and which checkpoint (if any) is good."""
+        if self._saved_step is not None:
+            kept = f"the last good checkpoint is {self.out_dir / 'checkpoint.npz'} (step "
+            kept += f"{self._saved_step})"
+        else:
+            kept = "no checkpoint was written before it"
+        return (
+            f"{what} at step {self.state.step} (epoch {self.state.epoch}): training diverged; "
+            f"lower the learning rate ({kept})"
+        )
 
     # --- evaluation --------------------------------------------------------------------------
 
@@ -177,8 +180,8 @@ class Trainer:
 
     def fit(self, epochs: int, max_steps: int | None = None) -> list[dict]:
         """Train until ``epochs`` epochs are done (counting those before a resume), or until
-        ``max_steps`` steps in all; a checkpoint is written at the end either way. A run that
-        reaches its last epoch is validated at its last step (so ``best.npz`` exists).
+        ``max_steps`` steps in all; a checkpoint is written at the end either way. The last
+        step of the last epoch is always validated (so a short run too has ``best.npz``).
         Raises ``TrainingInterrupted`` (after saving) once ``stop_requested`` is set."""
         bar = self._progress_bar(epochs)
         self._fitting = True
@@ -194,11 +197,6 @@ class Trainer:
         s = self.state
         if self.stop_requested:
             raise TrainingInterrupted(s.step, s.epoch, self.save_checkpoint())
-        if s.epoch >= epochs and self.val_loader is not None and self._validated_step != s.step:
-            self._log(
-                {"step": s.step, "epoch": round(s.step / len(self.train_loader), 3)}
-                | self._validate(None)
-            )
         self.save_checkpoint()
         return s.history
 
@@ -218,7 +216,10 @@ class Trainer:
                     bar.update(1)  # redraws at most every mininterval seconds
                 if s.batch == len(self.train_loader):
                     s.epoch, s.batch = s.epoch + 1, 0
-                if s.step % self.log_every == 0 or s.step % self.val_every == 0:
+                validate = self.val_loader is not None and (
+                    s.step % self.val_every == 0 or s.epoch >= epochs  # and at the very end
+                )
+                if s.step % self.log_every == 0 or validate:
                     row = {
                         "step": s.step,
                         "epoch": round(s.step / len(self.train_loader), 3),
@@ -228,7 +229,7 @@ class Trainer:
                         "seconds": time.perf_counter() - started,
                     }
                     window, seen, started = [], 0, time.perf_counter()
-                    if self.val_loader is not None and s.step % self.val_every == 0:
+                    if validate:
                         row.update(self._validate(bar))
                     self._log(row)
                 if s.step % self.checkpoint_every == 0:
@@ -239,8 +240,12 @@ class Trainer:
                     break
 
     def _validate(self, bar) -> dict:
-        metrics = self.evaluate()
-        self._validated_step = self.state.step
+        try:
+            metrics = self.evaluate()
+        except ValueError as error:
+            if "NaN or inf" not in str(error):
+                raise
+            raise TrainingDiverged(self._diverged("the validation scores are NaN or inf")) from None
         row = {
             k: metrics[k]
             for k in ("val_loss", "pixel_accuracy", "mean_accuracy", "mean_iou", "fw_iou")
