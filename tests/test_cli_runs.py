@@ -355,3 +355,35 @@ def test_train_help_shows_each_flags_purpose_and_default():
     out = tinyfcn("train", "--help").stdout
     for text in ("--batch N", "(default: 16)", "(default: 0.125)", "--overwrite", "--resume"):
         assert text in out, text
+
+
+def test_a_stop_during_validation_saves_the_step_and_resumes_bit_identically(tmp_path):
+    """Ctrl-C while the validation set is being scored: the step is done, so it is saved."""
+    from dataclasses import replace
+
+    from tinyfcn.experiment import RunConfig, build_trainer
+    from tinyfcn.train import TrainingInterrupted
+
+    cfg = RunConfig(width=1 / 16, fc_channels=16, size=32, train_images=24, val_images=8)
+    cfg = replace(cfg, batch_size=4, epochs=2)
+    straight = build_trainer(cfg, tmp_path / "straight", progress=False)
+    straight.fit(cfg.epochs)
+
+    stopped = build_trainer(cfg, tmp_path / "run", progress=False)
+    val_epoch = stopped.val_loader.epoch
+
+    def epoch_then_ctrl_c(*args, **kwargs):
+        stopped.stop_requested = True  # as the SIGINT handler of tinyfcn.runs does
+        return val_epoch(*args, **kwargs)
+
+    stopped.val_loader.epoch = epoch_then_ctrl_c
+    with pytest.raises(TrainingInterrupted) as info:
+        stopped.fit(cfg.epochs)
+    assert info.value.step == len(stopped.train_loader)  # the first validation, end of epoch 1
+    resumed = build_trainer(cfg, tmp_path / "run", progress=False)
+    resumed.resume(info.value.checkpoint)
+    resumed.fit(cfg.epochs)
+    for (name, a), (_, b) in zip(
+        straight.model.named_parameters(), resumed.model.named_parameters(), strict=True
+    ):
+        assert a.data.tobytes() == b.data.tobytes(), name

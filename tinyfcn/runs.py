@@ -240,11 +240,12 @@ def fit_run(run: Run) -> tuple[dict, float]:
     saving the step reached; a second Ctrl-C stops at once, without saving."""
     # float overflow warnings would come a line each; a NaN loss ends the run with one line
     quiet = np.errstate(over="ignore", invalid="ignore", divide="ignore")
-    with blas_threads(run.blas_threads), stop_on_interrupt(run.trainer), quiet:
+    with blas_threads(run.blas_threads), quiet:
         start = time.perf_counter()
-        run.trainer.fit(run.cfg.epochs)
+        with stop_on_interrupt(run.trainer):
+            run.trainer.fit(run.cfg.epochs)
         seconds = time.perf_counter() - start
-        return run.trainer.evaluate(), seconds
+        return run.trainer.evaluate(), seconds  # saved already: Ctrl-C here just stops
 
 
 @contextmanager
