@@ -387,3 +387,35 @@ def test_a_stop_during_validation_saves_the_step_and_resumes_bit_identically(tmp
         straight.model.named_parameters(), resumed.model.named_parameters(), strict=True
     ):
         assert a.data.tobytes() == b.data.tobytes(), name
+
+
+def test_progress_on_a_terminal_is_a_live_bar(tmp_path):
+    pty = pytest.importorskip("pty")
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
+    args = ["train", *TINY, "--train-images", "100", "--batch", "2", "--epochs", "1"]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tinyfcn", *args, "--out", str(tmp_path / "run")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+        env=_env(),
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert child.wait(timeout=60) == 0
+    drawn = b"".join(chunks).decode(errors="replace")
+    assert drawn.count("\r") >= 2 and "50/50" in drawn  # redrawn in place: a live tqdm bar
