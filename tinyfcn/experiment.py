@@ -102,6 +102,23 @@ def make_loaders(cfg: RunConfig, train, val) -> tuple[DataLoader, DataLoader]:
     )
 
 
+def check_splits(cfg: RunConfig, train_loader: DataLoader, val_loader: DataLoader) -> None:
+    """Refuse, before any training, a split too small to give one training batch or an empty
+    validation split, naming the setting or file to change."""
+    shapes = cfg.data == "shapes"
+    sets = Path(cfg.data) / "ImageSets" / "Segmentation"
+    n, batch = len(train_loader.dataset), cfg.batch_size
+    if len(train_loader) == 0:
+        where = f"--train-images {n}" if shapes else f"{sets / 'train.txt'} lists {n} images"
+        raise ValueError(
+            f"the training split holds {n} images, fewer than one batch of {batch} ({where}, "
+            f"--batch {batch}): give it at least {batch} images or lower --batch"
+        )
+    if len(val_loader.dataset) == 0:
+        where = "--val-images 0" if shapes else f"{sets / 'val.txt'} lists no images"
+        raise ValueError(f"the validation split is empty ({where}): it needs at least one image")
+
+
 def make_model(cfg: RunConfig, num_classes: int):
     """The network of ``cfg``, initialised from ``cfg.seed`` (weights and dropout generators)."""
     manual_seed(cfg.seed)
@@ -147,6 +164,7 @@ def build_trainer(cfg: RunConfig, out_dir=None, progress: bool = True, **kwargs)
 
     train_set, val_set, class_names = make_datasets(cfg)
     train_loader, val_loader = make_loaders(cfg, train_set, val_set)
+    check_splits(cfg, train_loader, val_loader)
     model = make_model(cfg, len(class_names))
     optimizer, scheduler = make_optimizer(cfg, model, cfg.epochs * len(train_loader))
     return Trainer(

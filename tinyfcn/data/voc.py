@@ -98,6 +98,13 @@ class VOCSegmentation:
         name = self.ids[i]
         image = read_image(self.image_dir / f"{name}.jpg")
         label = load_label_png(self.label_dir / f"{name}.png").astype(np.int64)
+        wrong = (label >= self.num_classes) & (label != 255)
+        if wrong.any():
+            raise ValueError(
+                f"{self.label_dir / (name + '.png')}: label values "
+                f"{sorted(set(label[wrong].tolist()))} in {int(wrong.sum())} pixels are not VOC "
+                f"classes (0 to {self.num_classes - 1}, 255 = ignore)"
+            )
         if image.shape[1:] != label.shape:
             raise ValueError(
                 f"VOCSegmentation: {name}: image is {image.shape[1]}x{image.shape[2]} but its "
