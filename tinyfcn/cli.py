@@ -135,27 +135,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from . import viz
-    from .experiment import load_image, model_from_checkpoint, predict_image
+    from .experiment import model_from_checkpoint
+    from .predict import predict_files
 
     model, meta = model_from_checkpoint(args.checkpoint, args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for path in args.images:
-        image = load_image(path)
-        label = predict_image(model, image, meta, args.device)
-        stem = Path(path).stem
-        viz.save_label_png(label, out / f"{stem}_labels.png")
-        from PIL import Image
-
-        Image.fromarray(viz.overlay(image, label)).save(out / f"{stem}_overlay.png")
-        names = meta.get("class_names") or [str(i) for i in range(model.num_classes)]
-        found = ", ".join(names[c] for c in sorted(set(label.ravel().tolist())))
-        print(
-            f"{path}: {image.shape[1]}x{image.shape[2]} -> {out / (stem + '_labels.png')}, "
-            f"{out / (stem + '_overlay.png')} ({found})"
+    failures = predict_files(model, meta, args.images, args.out, args.device)
+    if failures:
+        total = len(set(map(os.path.abspath, args.images)))
+        raise RuntimeError(
+            f"{len(failures)} of {total} images failed (nothing written for them): "
+            + "; ".join(failures)
         )
     return 0
 
@@ -281,13 +270,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "predict",
         help="label maps and overlays for image files",
-        description="Predict every pixel of each image (any size); writes a "
-        "palette PNG of labels and an overlay per image.",
+        description="Predict every pixel of each image (any size, read upright: EXIF orientation "
+        "applied, 16-bit grey scaled to its full range) with the preprocessing stored in the "
+        "checkpoint. Writes OUT/NAME_labels.png (palette PNG: pixel value = class index) and "
+        "OUT/NAME_overlay.png per image. NAME is the image's path relative to the deepest folder "
+        "holding all the images, without its extension: `a/x.png b/x.png` give a/x_labels.png "
+        "and b/x_labels.png; images that differ only in their extension keep it "
+        "(x.jpg_labels.png). A file that cannot be read is skipped and the others go on; the "
+        "failures are listed at the end and the exit status is then 1.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("checkpoint")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--out", default="predictions")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("checkpoint", help="a tinyfcn .npz checkpoint (train, or import-weights)")
+    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
+    p.add_argument("--out", default="predictions", help="output folder (created if needed)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run")
     p.set_defaults(func=_cmd_predict)
     return parser
 

@@ -185,15 +185,10 @@ def preprocess(image: np.ndarray, meta: dict) -> np.ndarray:
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """An image file as (3, H, W) float32 in [0, 1]."""
-    from PIL import Image
+    """An image file as (3, H, W) float32 in [0, 1], upright (see ``data.images.read_image``)."""
+    from .data.images import read_image
 
-    try:
-        with Image.open(path) as img:
-            rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-    except (FileNotFoundError, OSError) as error:
-        raise FileNotFoundError(f"cannot read image {path}: {error}") from error
-    return rgb.transpose(2, 0, 1)
+    return read_image(path)
 
 
 def predict_image(model, image: np.ndarray, meta: dict, device: str = "cpu") -> np.ndarray:
