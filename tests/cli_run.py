@@ -31,9 +31,10 @@ def run_tinyfcn(*args, cwd=None) -> subprocess.CompletedProcess:
 
 def tiny_checkpoint(path, classes: int = 5, seed: int = 0) -> Path:
     """A small FCN-8s (compact, width 1/16) with random weights in every layer, saved as a
-    checkpoint with the shapes run's metadata: predictions vary from pixel to pixel."""
+    checkpoint with a shapes run's metadata (VOC's class names for 21 classes): predictions vary
+    from pixel to pixel."""
     from tinyfcn import io
-    from tinyfcn.data import SHAPES_CLASSES
+    from tinyfcn.data import SHAPES_CLASSES, VOC_CLASSES
     from tinyfcn.experiment import RunConfig, run_meta
     from tinyfcn.models import FCN8s
 
@@ -41,5 +42,6 @@ def tiny_checkpoint(path, classes: int = 5, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     for _, p in model.named_parameters():
         p.data[...] = rng.normal(0.0, 0.5, p.shape)
-    io.save_checkpoint(path, model, **run_meta(RunConfig(), SHAPES_CLASSES[:classes]))
+    names = VOC_CLASSES if classes == len(VOC_CLASSES) else SHAPES_CLASSES[:classes]
+    io.save_checkpoint(path, model, **run_meta(RunConfig(), names))
     return Path(path)

@@ -112,10 +112,16 @@ def trainer_summary(metrics: dict, class_names) -> str:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data.preprocessing import Preprocess, preprocess_spec
     from .experiment import RunConfig, make_datasets, make_loaders, model_from_checkpoint
     from .train import Trainer
 
     model, meta = model_from_checkpoint(args.checkpoint, args.device)
+    if "run" not in meta and args.data is None:
+        raise ValueError(
+            f"{args.checkpoint} holds no training run to take the data from (imported weights?): "
+            "name the data with --data (a VOC or SBD folder)"
+        )
     run = dict(meta.get("run", {}))
     run.update(
         {
@@ -126,7 +132,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     cfg = RunConfig(**{**run, "device": args.device})
     _, val_set, names = make_datasets(cfg)
+    if model.num_classes != len(names):
+        raise ValueError(
+            f"{args.checkpoint} predicts {model.num_classes} classes but --data {cfg.data} has "
+            f"{len(names)}"
+        )
     _, val_loader = make_loaders(cfg, val_set, val_set)
+    spec = preprocess_spec(meta)
+    if spec is not None:  # the network's own preprocessing, whatever the data set's kind
+        val_loader.transform = Preprocess(spec)
     trainer = Trainer(
         model, val_loader, optimizer=None, val_loader=val_loader, device=args.device, progress=False
     )
@@ -258,13 +272,23 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="the four FCN metrics of a checkpoint on a data set",
         description="Pixel accuracy, mean accuracy, mean IU, frequency-weighted "
-        "IU and per-class IU of a checkpoint on a validation set.",
+        "IU and per-class IU of a checkpoint on a validation set (VOC: ImageSets/Segmentation/"
+        "val.txt; SBD: val.txt), each image preprocessed as the checkpoint says (trained: its "
+        "normalisation; imported from pytorch-fcn: BGR, 0-255, mean subtracted).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("checkpoint")
-    p.add_argument("--data", default=None, help="'shapes' or a VOC root (default: the run's)")
-    p.add_argument("--size", type=int, default=None)
-    p.add_argument("--images", type=int, default=None, help="number of shapes images")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("checkpoint", help="a tinyfcn .npz checkpoint (train, or import-weights)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="'shapes', a PASCAL VOC folder (VOCdevkit/VOC2012) or an SBD folder "
+        "(benchmark_RELEASE/dataset: img/, cls/*.mat, needs SciPy); None: the run's own data",
+    )
+    p.add_argument("--size", type=int, default=None, help="shapes image side; None: the run's own")
+    p.add_argument(
+        "--images", type=int, default=None, help="number of shapes images; None: the run's own"
+    )
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(

@@ -14,7 +14,14 @@ import numpy as np
 
 from . import io, models, optim
 from .backend import to_device
-from .data import DataLoader, ShapesDataset, VOCSegmentation, transforms
+from .data import (
+    DataLoader,
+    SBDSegmentation,
+    ShapesDataset,
+    VOCSegmentation,
+    is_sbd_root,
+    transforms,
+)
 from .nn import manual_seed
 
 SHAPES_NORMALIZE = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
@@ -32,7 +39,7 @@ class RunConfig:
     fc6_kernel: int = 7
     dropout: float = 0.5
     learnable_upsampling: bool = False
-    data: str = "shapes"  # "shapes" or the root of a PASCAL VOC tree
+    data: str = "shapes"  # "shapes", the root of a PASCAL VOC tree, or SBD's dataset folder
     class_colours: bool = True  # shapes: each class has a typical hue (see ShapesDataset)
     ring_width: tuple[float, float] = (2.0, 4.0)  # shapes: width range of the rings, pixels
     object_scale: tuple[float, float] = (0.12, 0.45)  # shapes: object extent / image side
@@ -65,7 +72,13 @@ def make_datasets(cfg: RunConfig) -> tuple[Any, Any, tuple[str, ...]]:
     root = Path(cfg.data)
     if not root.is_dir():
         raise FileNotFoundError(
-            f"--data must be 'shapes' or a PASCAL VOC folder; {root} is neither"
+            f"--data must be 'shapes', a PASCAL VOC folder or an SBD folder; {root} is none of them"
+        )
+    if is_sbd_root(root):  # SBD's train.txt / val.txt (pytorch-fcn's training set)
+        return (
+            SBDSegmentation(root, "train"),
+            SBDSegmentation(root, "val"),
+            tuple(SBDSegmentation.class_names),
         )
     return (
         VOCSegmentation(root, "train"),
@@ -177,11 +190,11 @@ def model_from_checkpoint(path: str | Path, device: str = "cpu"):
 
 
 def preprocess(image: np.ndarray, meta: dict) -> np.ndarray:
-    """(3, H, W) float in [0, 1] -> the normalised batch (1, 3, H, W) float32 the model expects."""
-    norm = meta.get("normalize", SHAPES_NORMALIZE)
-    mean = np.asarray(norm["mean"], np.float32).reshape(3, 1, 1)
-    std = np.asarray(norm["std"], np.float32).reshape(3, 1, 1)
-    return ((image.astype(np.float32) - mean) / std)[None]
+    """(3, H, W) float in [0, 1] -> the batch (1, 3, H, W) float32 the model expects: the
+    checkpoint's preprocessing (``data/preprocessing.py``; shapes normalisation if it has none)."""
+    from .data.preprocessing import apply_preprocess, preprocess_spec
+
+    return apply_preprocess(image, preprocess_spec(meta, SHAPES_NORMALIZE))[None]
 
 
 def load_image(path: str | Path) -> np.ndarray:
