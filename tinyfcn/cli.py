@@ -131,7 +131,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         }
     )
     cfg = RunConfig(**{**run, "device": args.device})
-    _, val_set, names = make_datasets(cfg)
+    _, val_set, names = make_datasets(cfg, train=False)
     if model.num_classes != len(names):
         raise ValueError(
             f"{args.checkpoint} predicts {model.num_classes} classes but --data {cfg.data} has "
@@ -160,6 +160,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             f"{len(failures)} of {total} images failed (nothing written for them): "
             + "; ".join(failures)
         )
+    return 0
+
+
+def _cmd_import_weights(args: argparse.Namespace) -> int:
+    from . import io
+    from .pytorch_fcn import describe, import_pytorch_fcn
+
+    if os.path.exists(args.out) and not args.force:
+        raise FileExistsError(f"--out {args.out} exists; pass --force to replace it")
+    model, meta = import_pytorch_fcn(args.weights, model=args.model, geometry=args.geometry)
+    io.save_checkpoint(args.out, model, **meta)
+    print(f"{args.weights} -> {args.out}: {describe(model, meta)}")
     return 0
 
 
@@ -309,6 +321,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="predictions", help="output folder (created if needed)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "import-weights",
+        help="a pytorch-fcn .pth as a checkpoint, with the preprocessing it expects",
+        description="Turn the weights of the PyTorch port of FCN (wkentaro/pytorch-fcn: "
+        "fcn32s/fcn16s/fcn8s/fcn8s-atonce .pth, a state dict or its trainer's checkpoint) into a "
+        "tinyfcn checkpoint that predict and evaluate run as the port does: the paper geometry, "
+        "and inputs preprocessed as the port's (BGR, 0-255, mean BGR 104.00698793, 116.66876762, "
+        "122.67891434 subtracted), stored in the checkpoint's metadata. The network, classes "
+        "and width are read from the weights' shapes. Needs PyTorch to read the file.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("weights", help="the .pth file")
+    p.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        choices=("pytorch-fcn",),
+        help="whose weights these are (it decides the preprocessing and the geometry)",
+    )
+    p.add_argument("--out", required=True, help="the tinyfcn .npz checkpoint to write")
+    p.add_argument(
+        "--model",
+        choices=sorted(MODELS),
+        default=None,
+        help="which network; None: from the keys (upscore: fcn32s, upscore16: fcn16s, "
+        "upscore8: fcn8s-atonce if the file name says 'atonce', else fcn8s)",
+    )
+    p.add_argument(
+        "--geometry",
+        choices=("paper", "compact"),
+        default="paper",
+        help="the port's networks are 'paper'; 'compact' is refused (the same weights compute "
+        "another function there)",
+    )
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=_cmd_import_weights)
     return parser
 
 

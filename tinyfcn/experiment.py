@@ -57,8 +57,9 @@ class RunConfig:
     device: str = "cpu"
 
 
-def make_datasets(cfg: RunConfig) -> tuple[Any, Any, tuple[str, ...]]:
-    """(train set, validation set, class names) for ``cfg.data``."""
+def make_datasets(cfg: RunConfig, train: bool = True) -> tuple[Any, Any, tuple[str, ...]]:
+    """(train set, validation set, class names) for ``cfg.data``; the train set is None when
+    ``train`` is False (``evaluate`` needs only the validation split to exist)."""
     if cfg.data == "shapes":
         kw = dict(
             size=cfg.size,
@@ -66,25 +67,17 @@ def make_datasets(cfg: RunConfig) -> tuple[Any, Any, tuple[str, ...]]:
             ring_width=cfg.ring_width,
             object_scale=cfg.object_scale,
         )
-        train = ShapesDataset(cfg.train_images, seed=(cfg.seed, 0), **kw)
         val = ShapesDataset(cfg.val_images, seed=(cfg.seed, 1), **kw)  # held out
-        return train, val, tuple(train.class_names)
+        train_set = ShapesDataset(cfg.train_images, seed=(cfg.seed, 0), **kw) if train else None
+        return train_set, val, tuple(val.class_names)
     root = Path(cfg.data)
     if not root.is_dir():
         raise FileNotFoundError(
             f"--data must be 'shapes', a PASCAL VOC folder or an SBD folder; {root} is none of them"
         )
-    if is_sbd_root(root):  # SBD's train.txt / val.txt (pytorch-fcn's training set)
-        return (
-            SBDSegmentation(root, "train"),
-            SBDSegmentation(root, "val"),
-            tuple(SBDSegmentation.class_names),
-        )
-    return (
-        VOCSegmentation(root, "train"),
-        VOCSegmentation(root, "val"),
-        tuple(VOCSegmentation.class_names),
-    )
+    # SBD's train.txt / val.txt (pytorch-fcn's training set), else VOC's ImageSets/Segmentation
+    cls = SBDSegmentation if is_sbd_root(root) else VOCSegmentation
+    return cls(root, "train") if train else None, cls(root, "val"), tuple(cls.class_names)
 
 
 def normalization(cfg: RunConfig) -> dict:
@@ -184,6 +177,11 @@ def model_from_checkpoint(path: str | Path, device: str = "cpu"):
     classes = {cls.__name__: cls for cls in models.MODELS.values()}
     if name not in classes or not isinstance(meta.get("config"), dict):
         raise ValueError(f"{path} is not a tinyfcn FCN checkpoint (model class {name!r})")
+    source = meta.get("preprocess", {}).get("source")
+    if source == "pytorch-fcn" and meta["config"].get("geometry") != "paper":
+        from .pytorch_fcn import GEOMETRY_REASON
+
+        raise ValueError(f"{path} holds pytorch-fcn weights in another geometry: {GEOMETRY_REASON}")
     model = classes[name](**meta["config"])
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), meta
