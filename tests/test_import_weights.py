@@ -196,3 +196,10 @@ def test_import_weights_help():
     assert result.returncode == 0
     for phrase in ("pytorch-fcn", "BGR", "104.00698793", "(default: paper)", "(default: None)"):
         assert phrase in text, phrase
+
+
+def test_an_out_folder_that_does_not_exist_is_named(port, tmp_path):
+    _, _, pth = port
+    out = tmp_path / "no" / "such" / "w.npz"
+    result = run_tinyfcn("import-weights", pth, "--from", "pytorch-fcn", "--out", out)
+    assert result.returncode == 1 and f"the folder {out.parent} does not exist" in result.stderr

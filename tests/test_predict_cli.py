@@ -150,3 +150,14 @@ def test_predict_help_says_the_naming_and_the_defaults():
         "exit status is then 1",
     ):
         assert phrase in text, phrase
+
+
+def test_out_that_is_a_file_and_a_pth_checkpoint_are_one_line_each(tmp_path, checkpoint):
+    photo = _photo(tmp_path / "x.png", (16, 16), 9)
+    result = run_tinyfcn("predict", checkpoint, photo, "--out", photo)
+    assert result.returncode == 1 and f"--out {photo} is a file" in result.stderr
+    pth = tmp_path / "fcn8s.pth"
+    pth.write_bytes(b"PK not read")
+    result = run_tinyfcn("predict", pth, photo, "--out", tmp_path / "o")
+    err = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(err) == 1 and "import-weights" in err[0], result.stderr

@@ -152,6 +152,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .experiment import model_from_checkpoint
     from .predict import predict_files
 
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise NotADirectoryError(f"--out {args.out} is a file; predict writes into a folder")
     model, meta = model_from_checkpoint(args.checkpoint, args.device)
     failures = predict_files(model, meta, args.images, args.out, args.device)
     if failures:
@@ -169,6 +171,9 @@ def _cmd_import_weights(args: argparse.Namespace) -> int:
 
     if os.path.exists(args.out) and not args.force:
         raise FileExistsError(f"--out {args.out} exists; pass --force to replace it")
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"--out {args.out}: the folder {folder} does not exist")
     model, meta = import_pytorch_fcn(args.weights, model=args.model, geometry=args.geometry)
     io.save_checkpoint(args.out, model, **meta)
     print(f"{args.weights} -> {args.out}: {describe(model, meta)}")

@@ -171,6 +171,11 @@ def build_trainer(cfg: RunConfig, out_dir=None, progress: bool = True, **kwargs)
 
 def model_from_checkpoint(path: str | Path, device: str = "cpu"):
     """(model, meta): rebuild the network a checkpoint was saved from and load its weights."""
+    if str(path).endswith((".pth", ".pt")) and Path(path).is_file():
+        raise ValueError(
+            f"{path} is a PyTorch file, not a tinyfcn checkpoint; for pytorch-fcn's weights: "
+            f"tinyfcn import-weights {path} --from pytorch-fcn --out {Path(path).stem}.npz"
+        )
     ckpt = io.load_checkpoint(path)
     meta = ckpt["meta"]
     name = meta.get("model_class")
