@@ -203,3 +203,18 @@ def test_an_out_folder_that_does_not_exist_is_named(port, tmp_path):
     out = tmp_path / "no" / "such" / "w.npz"
     result = run_tinyfcn("import-weights", pth, "--from", "pytorch-fcn", "--out", out)
     assert result.returncode == 1 and f"the folder {out.parent} does not exist" in result.stderr
+
+
+def test_a_checkpoint_with_the_port_preprocessing_in_compact_geometry_is_refused(tmp_path):
+    """A hand-made checkpoint: the port's preprocessing, but a compact network."""
+    from tinyfcn import io
+    from tinyfcn.pytorch_fcn import PREPROCESS
+
+    compact = FCN8s(num_classes=21, geometry="compact", width=1 / 16, fc_channels=16)
+    io.save_checkpoint(tmp_path / "w.npz", compact, preprocess=PREPROCESS)
+    photo = tmp_path / "x.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(photo)
+    result = run_tinyfcn("predict", tmp_path / "w.npz", photo, "--out", tmp_path / "o")
+    err = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(err) == 1, result.stderr
+    assert "w.npz" in err[0] and "paper geometry" in err[0]
