@@ -343,10 +343,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--from",
         dest="source",
         required=True,
+        default=argparse.SUPPRESS,  # required: no default to show
         choices=("pytorch-fcn",),
         help="whose weights these are (it decides the preprocessing and the geometry)",
     )
-    p.add_argument("--out", required=True, help="the tinyfcn .npz checkpoint to write")
+    p.add_argument(
+        "--out",
+        required=True,
+        default=argparse.SUPPRESS,
+        help="the tinyfcn .npz checkpoint to write",
+    )
     p.add_argument(
         "--model",
         choices=sorted(MODELS),
