@@ -83,7 +83,7 @@ def test_the_checkpoint_metadata_keeps_the_port_preprocessing(port, tmp_path):
 
 
 def test_evaluate_with_imported_weights_equals_the_port(port, tmp_path):
-    """A two-image VOC tree; the mean IU printed is that of the port's predictions."""
+    """A two-image VOC tree; the metrics printed are those of the port's predictions."""
     from tinyfcn.data import save_label_png
     from tinyfcn.metrics import ConfusionMatrix
 
@@ -102,7 +102,8 @@ def test_evaluate_with_imported_weights_equals_the_port(port, tmp_path):
         save_label_png(label, voc / "SegmentationClass" / f"{name}.png")
         with Image.open(voc / "JPEGImages" / f"{name}.jpg") as jpg:  # decoded as the port does
             cm.update(label[None].astype(np.int64), _port_labels(twin, np.array(jpg))[None])
-    (voc / "ImageSets" / "Segmentation" / "val.txt").write_text("2007_000032\n2007_000039\n")
+    # the port reports VOC2011's seg11valid; only that split file exists here
+    (voc / "ImageSets" / "Segmentation" / "seg11valid.txt").write_text("2007_000032\n2007_000039\n")
     ckpt = tmp_path / "fcn8s.npz"
     assert (
         run_tinyfcn("import-weights", pth, "--from", "pytorch-fcn", "--out", ckpt).returncode == 0
@@ -110,7 +111,7 @@ def test_evaluate_with_imported_weights_equals_the_port(port, tmp_path):
     no_data = run_tinyfcn("evaluate", ckpt)
     assert no_data.returncode == 1 and "--data" in no_data.stderr
     assert len(no_data.stderr.strip().splitlines()) == 1
-    result = run_tinyfcn("evaluate", ckpt, "--data", voc)
+    result = run_tinyfcn("evaluate", ckpt, "--data", voc, "--split", "seg11valid")
     assert result.returncode == 0, result.stderr
     expected = cm.compute()
     for label, key in (("mean IU", "mean_iou"), ("pixel accuracy", "pixel_accuracy")):

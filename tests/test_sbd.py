@@ -155,3 +155,16 @@ def test_evaluate_help_names_sbd_and_shows_defaults():
     assert result.returncode == 0
     for phrase in ("SBD folder", "benchmark_RELEASE/dataset", "(default: cpu)", "(default: None)"):
         assert phrase in text, phrase
+
+
+def test_evaluate_names_a_split_that_is_not_there(sbd, tmp_path, capsys):
+    from tinyfcn.cli import main
+
+    _, root, _ = sbd
+    ckpt = tiny_checkpoint(tmp_path / "ckpt.npz", classes=21)
+    assert main(["evaluate", str(ckpt), "--data", str(root), "--split", "seg11valid"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seg11valid.txt" in err[0] and "'train', 'val'" in err[0], err
+    shapes = tiny_checkpoint(tmp_path / "shapes.npz", classes=5)
+    assert main(["evaluate", str(shapes), "--split", "test"]) == 1
+    assert "--split test" in capsys.readouterr().err

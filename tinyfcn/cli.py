@@ -131,7 +131,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         }
     )
     cfg = RunConfig(**{**run, "device": args.device})
-    _, val_set, names = make_datasets(cfg, train=False)
+    _, val_set, names = make_datasets(cfg, train=False, val_split=args.split)
     if model.num_classes != len(names):
         raise ValueError(
             f"{args.checkpoint} predicts {model.num_classes} classes but --data {cfg.data} has "
@@ -288,10 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate",
         help="the four FCN metrics of a checkpoint on a data set",
-        description="Pixel accuracy, mean accuracy, mean IU, frequency-weighted "
-        "IU and per-class IU of a checkpoint on a validation set (VOC: ImageSets/Segmentation/"
-        "val.txt; SBD: val.txt), each image preprocessed as the checkpoint says (trained: its "
-        "normalisation; imported from pytorch-fcn: BGR, 0-255, mean subtracted).",
+        description="Pixel accuracy, mean accuracy, mean IU, frequency-weighted IU and "
+        "per-class IU of a checkpoint on a validation set (--split), each image preprocessed "
+        "as the checkpoint says (trained: its normalisation; imported from pytorch-fcn: BGR, "
+        "0-255, mean subtracted).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("checkpoint", help="a tinyfcn .npz checkpoint (train, or import-weights)")
@@ -300,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="'shapes', a PASCAL VOC folder (VOCdevkit/VOC2012) or an SBD folder "
         "(benchmark_RELEASE/dataset: img/, cls/*.mat, needs SciPy); None: the run's own data",
+    )
+    p.add_argument(
+        "--split",
+        default="val",
+        help="the images to evaluate on: VOC's ImageSets/Segmentation/SPLIT.txt or SBD's "
+        "SPLIT.txt (pytorch-fcn reports VOC2011 seg11valid: put its seg11valid.txt there)",
     )
     p.add_argument("--size", type=int, default=None, help="shapes image side; None: the run's own")
     p.add_argument(

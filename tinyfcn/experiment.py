@@ -57,10 +57,16 @@ class RunConfig:
     device: str = "cpu"
 
 
-def make_datasets(cfg: RunConfig, train: bool = True) -> tuple[Any, Any, tuple[str, ...]]:
+def make_datasets(
+    cfg: RunConfig, train: bool = True, val_split: str = "val"
+) -> tuple[Any, Any, tuple[str, ...]]:
     """(train set, validation set, class names) for ``cfg.data``; the train set is None when
-    ``train`` is False (``evaluate`` needs only the validation split to exist)."""
+    ``train`` is False (``evaluate`` needs only the validation split to exist). ``val_split``
+    names a folder's split file (VOC's ``ImageSets/Segmentation/<split>.txt``, SBD's
+    ``<split>.txt``); shapes has only its held-out "val"."""
     if cfg.data == "shapes":
+        if val_split != "val":
+            raise ValueError(f"--split {val_split}: the shapes data has only the split 'val'")
         kw = dict(
             size=cfg.size,
             class_colours=cfg.class_colours,
@@ -77,7 +83,7 @@ def make_datasets(cfg: RunConfig, train: bool = True) -> tuple[Any, Any, tuple[s
         )
     # SBD's train.txt / val.txt (pytorch-fcn's training set), else VOC's ImageSets/Segmentation
     cls = SBDSegmentation if is_sbd_root(root) else VOCSegmentation
-    return cls(root, "train") if train else None, cls(root, "val"), tuple(cls.class_names)
+    return cls(root, "train") if train else None, cls(root, val_split), tuple(cls.class_names)
 
 
 def normalization(cfg: RunConfig) -> dict:
