@@ -219,3 +219,39 @@ def test_a_checkpoint_with_the_port_preprocessing_in_compact_geometry_is_refused
     err = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(err) == 1, result.stderr
     assert "w.npz" in err[0] and "paper geometry" in err[0]
+
+
+def test_the_port_trainer_checkpoint_imports_and_pickled_code_does_not(port, tmp_path):
+    """pytorch-fcn's trainer saves checkpoint.pth.tar with the weights under model_state_dict
+    and NumPy scalars beside them (best_mean_iu); those are data. A pickled call is refused."""
+    from tinyfcn import io
+
+    _, twin, _ = port
+    tar = tmp_path / "checkpoint.pth.tar"
+    torch.save(
+        {
+            "epoch": 3,
+            "iteration": 1000,
+            "arch": "FCN8s",
+            "optim_state_dict": {},
+            "model_state_dict": twin.state_dict(),
+            "best_mean_iu": np.float64(0.61),
+        },
+        tar,
+    )
+    out = tmp_path / "w.npz"
+    result = run_tinyfcn("import-weights", tar, "--from", "pytorch-fcn", "--out", out)
+    assert result.returncode == 0, result.stderr
+    weights = io.load_checkpoint(out)["model"]
+    np.testing.assert_array_equal(weights["fc6.weight"], twin.fc6.weight.detach().numpy())
+
+    class Call:
+        def __reduce__(self):
+            return (print, ("this ran",))
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"conv1_1.weight": Call()}, evil)
+    result = run_tinyfcn("import-weights", evil, "--from", "pytorch-fcn", "--out", tmp_path / "e")
+    err = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(err) == 1 and "evil.pth" in err[0], result.stderr
+    assert "this ran" not in result.stdout and "\x1b[" not in err[0]

@@ -13,6 +13,7 @@ the port's preprocessing in the checkpoint's metadata, where ``predict`` and ``e
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from . import io, models
@@ -85,6 +86,31 @@ def port_model_name(state_dict: dict, path: str, model: str | None = None) -> st
     return "fcn8s-atonce" if "atonce" in os.path.basename(path).lower() else "fcn8s"
 
 
+def _numpy_scalar_globals() -> list:
+    """What a pickled NumPy scalar needs: pytorch-fcn's trainer saves ``best_mean_iu`` as one."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # NumPy 1.x
+        from numpy.core.multiarray import scalar
+    dtypes = [type(np.dtype(t)) for t in ("f8", "f4", "i8", "i4", "u1", "?")]
+    return [scalar, np.dtype, *dtypes]
+
+
+def load_port_file(path: str) -> dict:
+    """The state dict of a pytorch-fcn ``.pth``: its models' weights, or its trainer's
+    ``checkpoint.pth.tar`` (weights under ``model_state_dict``, beside NumPy scalars that
+    ``torch.load(weights_only=True)`` refuses unless allowed: they are data, not code)."""
+    torch = io._import_torch()
+    try:
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            return io.load_torch_state_dict(path)
+    except ValueError as error:  # torch's messages run over many lines, with terminal colours
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+        raise ValueError(" ".join(text.split())) from error
+
+
 def import_pytorch_fcn(
     path: str | os.PathLike, model: str | None = None, geometry: str = "paper"
 ) -> tuple[Any, dict]:
@@ -93,7 +119,7 @@ def import_pytorch_fcn(
     path = os.fspath(path)
     if geometry != "paper":
         raise ValueError(f"--geometry {geometry} refused for {path}: {GEOMETRY_REASON}")
-    state_dict = io.load_torch_state_dict(path)
+    state_dict = load_port_file(path)
     config = port_config(state_dict, path)
     name = port_model_name(state_dict, path, model)
     network = models.MODELS[name](**config)
