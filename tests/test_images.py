@@ -51,3 +51,35 @@ def test_voc_says_when_exif_turned_a_photo_away_from_its_label(tmp_path):
     (tmp_path / "ImageSets" / "Segmentation" / "train.txt").write_text("a\n")
     with pytest.raises(ValueError, match="20x12 but its label is 12x20.*EXIF orientation"):
         VOCSegmentation(tmp_path, "train")[0]
+
+
+def _png16(path, pixels: np.ndarray, color_type: int) -> None:
+    """A 16-bit PNG written by hand (Pillow writes 16-bit grey only): 2 = RGB, 4 = grey+alpha."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    h, w = pixels.shape[:2]
+    rows = b"".join(b"\x00" + pixels[y].astype(">u2").tobytes() for y in range(h))
+    header = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("color_type", [2, 4], ids=["rgb16", "grey-alpha16"])
+def test_sixteen_bit_colour_and_grey_alpha_are_not_clipped_either(tmp_path, color_type):
+    channels = 3 if color_type == 2 else 2
+    pixels = np.full((3, 4, channels), 32768, np.uint16)
+    pixels[0, 0, 0] = 65535
+    _png16(tmp_path / "x.png", pixels, color_type)
+    image = read_image(tmp_path / "x.png")
+    assert image.shape == (3, 3, 4)
+    np.testing.assert_allclose(image[:, 1:, :], 128 / 255)  # the high byte: 0x80
+    assert image[0, 0, 0] == 1.0
