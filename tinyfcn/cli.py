@@ -160,10 +160,16 @@ def trainer_summary(metrics: dict, class_names) -> str:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data.preprocessing import Preprocess, preprocess_spec
     from .experiment import RunConfig, make_datasets, make_loaders, model_from_checkpoint
     from .train import Trainer
 
     model, meta = model_from_checkpoint(args.checkpoint, args.device)
+    if "run" not in meta and args.data is None:
+        raise ValueError(
+            f"{args.checkpoint} holds no training run to take the data from (imported weights?): "
+            "name the data with --data (a VOC or SBD folder)"
+        )
     run = dict(meta.get("run", {}))
     run.update(
         {
@@ -173,7 +179,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         }
     )
     cfg = RunConfig(**{**run, "device": args.device})
-    _, val_set, names = make_datasets(cfg)
+    _, val_set, names = make_datasets(cfg, train=False, val_split=args.split)
     if model.num_classes != len(names):
         theirs = ", ".join(meta.get("class_names") or []) or "?"
         raise ValueError(
@@ -181,6 +187,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             f"{cfg.data} has {len(names)}: evaluate it on the kind of data it was trained on"
         )
     _, val_loader = make_loaders(cfg, val_set, val_set)
+    spec = preprocess_spec(meta)
+    if spec is not None:  # the network's own preprocessing, whatever the data set's kind
+        val_loader.transform = Preprocess(spec)
     trainer = Trainer(
         model, val_loader, optimizer=None, val_loader=val_loader, device=args.device, progress=False
     )
@@ -189,28 +198,34 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .experiment import model_from_checkpoint
+    from .predict import predict_files
 
-    from . import viz
-    from .experiment import load_image, model_from_checkpoint, predict_image
-
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise NotADirectoryError(f"--out {args.out} is a file; predict writes into a folder")
     model, meta = model_from_checkpoint(args.checkpoint, args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for path in args.images:
-        image = load_image(path)
-        label = predict_image(model, image, meta, args.device)
-        stem = Path(path).stem
-        viz.save_label_png(label, out / f"{stem}_labels.png")
-        from PIL import Image
-
-        Image.fromarray(viz.overlay(image, label)).save(out / f"{stem}_overlay.png")
-        names = meta.get("class_names") or [str(i) for i in range(model.num_classes)]
-        found = ", ".join(names[c] for c in sorted(set(label.ravel().tolist())))
-        print(
-            f"{path}: {image.shape[1]}x{image.shape[2]} -> {out / (stem + '_labels.png')}, "
-            f"{out / (stem + '_overlay.png')} ({found})"
+    failures = predict_files(model, meta, args.images, args.out, args.device)
+    if failures:
+        total = len(set(map(os.path.abspath, args.images)))
+        raise RuntimeError(
+            f"{len(failures)} of {total} images failed (nothing written for them): "
+            + "; ".join(failures)
         )
+    return 0
+
+
+def _cmd_import_weights(args: argparse.Namespace) -> int:
+    from . import io
+    from .pytorch_fcn import describe, import_pytorch_fcn
+
+    if os.path.exists(args.out) and not args.force:
+        raise FileExistsError(f"--out {args.out} exists; pass --force to replace it")
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"--out {args.out}: the folder {folder} does not exist")
+    model, meta = import_pytorch_fcn(args.weights, model=args.model, geometry=args.geometry)
+    io.save_checkpoint(args.out, model, **meta)
+    print(f"{args.weights} -> {args.out}: {describe(model, meta)}")
     return 0
 
 
@@ -414,34 +429,98 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate",
         help="the four FCN metrics of a checkpoint on a data set",
-        description="Pixel accuracy, mean accuracy, mean IU, frequency-weighted "
-        "IU and per-class IU of a checkpoint on a validation set.",
+        description="Pixel accuracy, mean accuracy, mean IU, frequency-weighted IU and "
+        "per-class IU of a checkpoint on a validation set (--split), each image preprocessed "
+        "as the checkpoint says (trained: its normalisation; imported from pytorch-fcn: BGR, "
+        "0-255, mean subtracted).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("checkpoint", help="a checkpoint.npz or best.npz written by tinyfcn train")
-    p.add_argument("--data", default=None, help="'shapes' or a VOC root (default: the run's)")
+    p.add_argument("checkpoint", help="a tinyfcn .npz checkpoint (train, or import-weights)")
     p.add_argument(
-        "--size", type=_positive_int, default=None, help="shapes image side (default: the run's)"
+        "--data",
+        default=None,
+        help="'shapes', a PASCAL VOC folder (VOCdevkit/VOC2012) or an SBD folder "
+        "(benchmark_RELEASE/dataset: img/, cls/*.mat, needs SciPy); None: the run's own data",
+    )
+    p.add_argument(
+        "--split",
+        default="val",
+        help="the images to evaluate on: VOC's ImageSets/Segmentation/SPLIT.txt or SBD's "
+        "SPLIT.txt (pytorch-fcn reports VOC2011 seg11valid: put its seg11valid.txt there)",
+    )
+    p.add_argument(
+        "--size", type=_positive_int, default=None, help="shapes image side; None: the run's own"
     )
     p.add_argument(
         "--images",
         type=_positive_int,
         default=None,
-        help="number of shapes validation images (default: the run's)",
+        help="number of shapes images; None: the run's own",
     )
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to evaluate")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
         "predict",
         help="label maps and overlays for image files",
-        description="Predict every pixel of each image (any size); writes a "
-        "palette PNG of labels and an overlay per image.",
+        description="Predict every pixel of each image (any size, read upright: EXIF orientation "
+        "applied, 16-bit grey scaled to its full range) with the preprocessing stored in the "
+        "checkpoint. Writes OUT/NAME_labels.png (palette PNG: pixel value = class index) and "
+        "OUT/NAME_overlay.png per image. NAME is the image's path relative to the deepest folder "
+        "holding all the images, without its extension: `a/x.png b/x.png` give a/x_labels.png "
+        "and b/x_labels.png; images that differ only in their extension keep it "
+        "(x.jpg_labels.png). A file that cannot be read is skipped and the others go on; the "
+        "failures are listed at the end and the exit status is then 1.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("checkpoint")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--out", default="predictions")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("checkpoint", help="a tinyfcn .npz checkpoint (train, or import-weights)")
+    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
+    p.add_argument("--out", default="predictions", help="output folder (created if needed)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "import-weights",
+        help="a pytorch-fcn .pth as a checkpoint, with the preprocessing it expects",
+        description="Turn the weights of the PyTorch port of FCN (wkentaro/pytorch-fcn: "
+        "fcn32s/fcn16s/fcn8s/fcn8s-atonce .pth, a state dict or its trainer's checkpoint) into a "
+        "tinyfcn checkpoint that predict and evaluate run as the port does: the paper geometry, "
+        "and inputs preprocessed as the port's (BGR, 0-255, mean BGR 104.00698793, 116.66876762, "
+        "122.67891434 subtracted), stored in the checkpoint's metadata. The network, classes "
+        "and width are read from the weights' shapes. Needs PyTorch to read the file.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("weights", help="the .pth file")
+    p.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        default=argparse.SUPPRESS,  # required: no default to show
+        choices=("pytorch-fcn",),
+        help="whose weights these are (it decides the preprocessing and the geometry)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        default=argparse.SUPPRESS,
+        help="the tinyfcn .npz checkpoint to write",
+    )
+    p.add_argument(
+        "--model",
+        choices=sorted(MODELS),
+        default=None,
+        help="which network; None: from the keys (upscore: fcn32s, upscore16: fcn16s, "
+        "upscore8: fcn8s-atonce if the file name says 'atonce', else fcn8s)",
+    )
+    p.add_argument(
+        "--geometry",
+        choices=("paper", "compact"),
+        default="paper",
+        help="the port's networks are 'paper'; 'compact' is refused (the same weights compute "
+        "another function there)",
+    )
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=_cmd_import_weights)
     return parser
 
 
