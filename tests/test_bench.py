@@ -176,3 +176,32 @@ def test_main_runs_the_model_benchmark(monkeypatch, capsys):
     assert main(argv.split()) == 0
     printed = capsys.readouterr().out
     assert "32x40 input" in printed and "training step" in printed and "commit" in printed
+
+
+def test_header_names_the_blas_kernel_and_warns_when_the_environment_forces_it(
+    model_run, monkeypatch
+):
+    header, _, _ = model_run
+    blas = dict(header["numpy_blas"])
+    if blas.get("kernel") is None:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS that names its kernel")
+    blas["forced"] = {}
+    quiet = format_header({**header, "numpy_blas": blas})
+    assert f"kernel {blas['kernel']}" in quiet and "forces OpenBLAS" not in quiet
+    blas["forced"] = {"OPENBLAS_CORETYPE": "Haswell"}
+    loud = format_header({**header, "numpy_blas": blas})
+    assert "WARNING: OPENBLAS_CORETYPE=Haswell forces OpenBLAS's" in loud
+    assert "env -u OPENBLAS_CORETYPE tinyfcn bench" in loud
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    from tinyfcn.bench.machine import numpy_blas_info
+
+    assert numpy_blas_info()["forced"] == {"OPENBLAS_CORETYPE": "Haswell"}
+
+
+def test_main_textbook_runs_tinyfcn_without_its_engine(monkeypatch, capsys):
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "4")
+    monkeypatch.delenv("TINYFCN_FAST", raising=False)
+    argv = "model --quick --rounds 1 --warmup 1 --size 32 --width 0.0625 --quiet-wait 0"
+    assert main(argv.split() + ["--textbook"]) == 0
+    assert os.environ["TINYFCN_FAST"] == "0"  # the benchmark's own process; monkeypatch restores
+    assert "tinyfcn engine (tinyfcn.fast): off: the textbook alone" in capsys.readouterr().out

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,9 +19,9 @@ import numpy as np
 
 from . import fast, viz
 from .backend import asnumpy, to_device
-from .blas import blas_threads
-from .experiment import RunConfig, build_trainer, run_meta
+from .experiment import RunConfig, run_meta
 from .fast import plan
+from .runs import fit_run, new_run, remove_run_files
 
 # Sized for a 2-core laptop CPU: width 1/8, a 1x1 fc6 (on a 2x2 pool5 map a 7x7 fc6 costs 3/4 of
 # the weights and time for no gain), 64x64 images, 9000 steps of 2, every image new; the tuning
@@ -46,7 +45,7 @@ DEMO = RunConfig(
     learnable_upsampling=True,
     ring_width=(3.0, 5.0),
 )
-DEMO_BLAS_THREADS = plan.RULES["small_network_blas_threads"]  # the planner's choice
+DEMO_BLAS_THREADS = plan.RULES["small_network_blas_threads"]  # what the planner gives this network
 # Under CI (or TINYFCN_QUICK=1) the demo only proves it runs end to end.
 QUICK = replace(DEMO, train_images=64, val_images=16, epochs=1, batch_size=8)
 NAMES = {"fcn32s": "FCN-32s", "fcn16s": "FCN-16s", "fcn8s": "FCN-8s"}
@@ -58,13 +57,9 @@ def quick_mode() -> bool:
 
 def train_one(cfg: RunConfig, out_dir: Path, progress: bool = True) -> tuple:
     """Train ``cfg`` into ``out_dir``; returns (trainer, validation metrics, seconds)."""
-    steps = cfg.epochs * (cfg.train_images // cfg.batch_size)
-    trainer = build_trainer(cfg, out_dir, progress, val_every=max(1, steps // 6))
-    with blas_threads(DEMO_BLAS_THREADS):
-        start = time.perf_counter()
-        trainer.fit(cfg.epochs)
-        seconds = time.perf_counter() - start
-        return trainer, trainer.evaluate(), seconds
+    run = new_run(cfg, out_dir, progress)
+    metrics, seconds = fit_run(run)
+    return run.trainer, metrics, seconds
 
 
 def _predictions(trainer, val_loader, count: int = 8):
@@ -117,6 +112,7 @@ def _run_demo(out_dir, compare, progress, quick, train_images, batch_size, engin
     results, predictions = {}, {}
     for name in variants:
         run_dir = out if name == "fcn8s" else out / name
+        remove_run_files(run_dir)  # the demo replaces its earlier output, log.csv included
         trainer, metrics, seconds = train_one(replace(cfg, model=name), run_dir, progress)
         results[name] = {**_summary(metrics, trainer), "train_seconds": round(seconds, 1)}
         images, labels, predictions[NAMES[name]] = _predictions(trainer, trainer.val_loader)

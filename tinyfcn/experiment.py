@@ -14,7 +14,14 @@ import numpy as np
 
 from . import io, models, optim
 from .backend import to_device
-from .data import DataLoader, ShapesDataset, VOCSegmentation, transforms
+from .data import (
+    DataLoader,
+    SBDSegmentation,
+    ShapesDataset,
+    VOCSegmentation,
+    is_sbd_root,
+    transforms,
+)
 from .nn import manual_seed
 
 SHAPES_NORMALIZE = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
@@ -32,7 +39,7 @@ class RunConfig:
     fc6_kernel: int = 7
     dropout: float = 0.5
     learnable_upsampling: bool = False
-    data: str = "shapes"  # "shapes" or the root of a PASCAL VOC tree
+    data: str = "shapes"  # "shapes", the root of a PASCAL VOC tree, or SBD's dataset folder
     class_colours: bool = True  # shapes: each class has a typical hue (see ShapesDataset)
     ring_width: tuple[float, float] = (2.0, 4.0)  # shapes: width range of the rings, pixels
     object_scale: tuple[float, float] = (0.12, 0.45)  # shapes: object extent / image side
@@ -50,28 +57,33 @@ class RunConfig:
     device: str = "cpu"
 
 
-def make_datasets(cfg: RunConfig) -> tuple[Any, Any, tuple[str, ...]]:
-    """(train set, validation set, class names) for ``cfg.data``."""
+def make_datasets(
+    cfg: RunConfig, train: bool = True, val_split: str = "val"
+) -> tuple[Any, Any, tuple[str, ...]]:
+    """(train set, validation set, class names) for ``cfg.data``; the train set is None when
+    ``train`` is False (``evaluate`` needs only the validation split to exist). ``val_split``
+    names a folder's split file (VOC's ``ImageSets/Segmentation/<split>.txt``, SBD's
+    ``<split>.txt``); shapes has only its held-out "val"."""
     if cfg.data == "shapes":
+        if val_split != "val":
+            raise ValueError(f"--split {val_split}: the shapes data has only the split 'val'")
         kw = dict(
             size=cfg.size,
             class_colours=cfg.class_colours,
             ring_width=cfg.ring_width,
             object_scale=cfg.object_scale,
         )
-        train = ShapesDataset(cfg.train_images, seed=(cfg.seed, 0), **kw)
         val = ShapesDataset(cfg.val_images, seed=(cfg.seed, 1), **kw)  # held out
-        return train, val, tuple(train.class_names)
+        train_set = ShapesDataset(cfg.train_images, seed=(cfg.seed, 0), **kw) if train else None
+        return train_set, val, tuple(val.class_names)
     root = Path(cfg.data)
     if not root.is_dir():
         raise FileNotFoundError(
-            f"--data must be 'shapes' or a PASCAL VOC folder; {root} is neither"
+            f"--data must be 'shapes', a PASCAL VOC folder or an SBD folder; {root} is none of them"
         )
-    return (
-        VOCSegmentation(root, "train"),
-        VOCSegmentation(root, "val"),
-        tuple(VOCSegmentation.class_names),
-    )
+    # SBD's train.txt / val.txt (pytorch-fcn's training set), else VOC's ImageSets/Segmentation
+    cls = SBDSegmentation if is_sbd_root(root) else VOCSegmentation
+    return cls(root, "train") if train else None, cls(root, val_split), tuple(cls.class_names)
 
 
 def normalization(cfg: RunConfig) -> dict:
@@ -100,6 +112,23 @@ def make_loaders(cfg: RunConfig, train, val) -> tuple[DataLoader, DataLoader]:
         ),
         DataLoader(val, val_batch, shuffle=False, seed=cfg.seed, transform=val_t),
     )
+
+
+def check_splits(cfg: RunConfig, train_loader: DataLoader, val_loader: DataLoader) -> None:
+    """Refuse, before any training, a split too small to give one training batch or an empty
+    validation split, naming the setting or file to change."""
+    shapes = cfg.data == "shapes"
+    sets = Path(cfg.data) / "ImageSets" / "Segmentation"
+    n, batch = len(train_loader.dataset), cfg.batch_size
+    if len(train_loader) == 0:
+        where = f"--train-images {n}" if shapes else f"{sets / 'train.txt'} lists {n} images"
+        raise ValueError(
+            f"the training split holds {n} images, fewer than one batch of {batch} ({where}, "
+            f"--batch {batch}): give it at least {batch} images or lower --batch"
+        )
+    if len(val_loader.dataset) == 0:
+        where = "--val-images 0" if shapes else f"{sets / 'val.txt'} lists no images"
+        raise ValueError(f"the validation split is empty ({where}): it needs at least one image")
 
 
 def make_model(cfg: RunConfig, num_classes: int):
@@ -147,6 +176,7 @@ def build_trainer(cfg: RunConfig, out_dir=None, progress: bool = True, **kwargs)
 
     train_set, val_set, class_names = make_datasets(cfg)
     train_loader, val_loader = make_loaders(cfg, train_set, val_set)
+    check_splits(cfg, train_loader, val_loader)
     model = make_model(cfg, len(class_names))
     optimizer, scheduler = make_optimizer(cfg, model, cfg.epochs * len(train_loader))
     return Trainer(
@@ -165,35 +195,40 @@ def build_trainer(cfg: RunConfig, out_dir=None, progress: bool = True, **kwargs)
 
 def model_from_checkpoint(path: str | Path, device: str = "cpu"):
     """(model, meta): rebuild the network a checkpoint was saved from and load its weights."""
+    if str(path).endswith((".pth", ".pt")) and Path(path).is_file():
+        raise ValueError(
+            f"{path} is a PyTorch file, not a tinyfcn checkpoint; for pytorch-fcn's weights: "
+            f"tinyfcn import-weights {path} --from pytorch-fcn --out {Path(path).stem}.npz"
+        )
     ckpt = io.load_checkpoint(path)
     meta = ckpt["meta"]
     name = meta.get("model_class")
     classes = {cls.__name__: cls for cls in models.MODELS.values()}
     if name not in classes or not isinstance(meta.get("config"), dict):
         raise ValueError(f"{path} is not a tinyfcn FCN checkpoint (model class {name!r})")
+    source = meta.get("preprocess", {}).get("source")
+    if source == "pytorch-fcn" and meta["config"].get("geometry") != "paper":
+        from .pytorch_fcn import GEOMETRY_REASON
+
+        raise ValueError(f"{path} holds pytorch-fcn weights in another geometry: {GEOMETRY_REASON}")
     model = classes[name](**meta["config"])
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), meta
 
 
 def preprocess(image: np.ndarray, meta: dict) -> np.ndarray:
-    """(3, H, W) float in [0, 1] -> the normalised batch (1, 3, H, W) float32 the model expects."""
-    norm = meta.get("normalize", SHAPES_NORMALIZE)
-    mean = np.asarray(norm["mean"], np.float32).reshape(3, 1, 1)
-    std = np.asarray(norm["std"], np.float32).reshape(3, 1, 1)
-    return ((image.astype(np.float32) - mean) / std)[None]
+    """(3, H, W) float in [0, 1] -> the batch (1, 3, H, W) float32 the model expects: the
+    checkpoint's preprocessing (``data/preprocessing.py``; shapes normalisation if it has none)."""
+    from .data.preprocessing import apply_preprocess, preprocess_spec
+
+    return apply_preprocess(image, preprocess_spec(meta, SHAPES_NORMALIZE))[None]
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """An image file as (3, H, W) float32 in [0, 1]."""
-    from PIL import Image
+    """An image file as (3, H, W) float32 in [0, 1], upright (see ``data.images.read_image``)."""
+    from .data.images import read_image
 
-    try:
-        with Image.open(path) as img:
-            rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-    except (FileNotFoundError, OSError) as error:
-        raise FileNotFoundError(f"cannot read image {path}: {error}") from error
-    return rgb.transpose(2, 0, 1)
+    return read_image(path)
 
 
 def predict_image(model, image: np.ndarray, meta: dict, device: str = "cpu") -> np.ndarray:

@@ -171,12 +171,16 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> None
 
     ``os.replace`` is atomic (POSIX and Windows): readers see the old file or the complete new
     one. On any failure, Ctrl-C included, the temporary file is removed and the old one stays.
+    A kill that allows no clean-up (SIGKILL, power loss) leaves ``.<name>.<pid>.<random>.tmp``;
+    the next write of the same file removes those whose process is gone.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     mode = _file_mode(path)
+    prefix = f".{os.path.basename(path)}."
+    _remove_stale_temporaries(directory, prefix)
     tmp = tempfile.NamedTemporaryFile(
-        delete=False, dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+        delete=False, dir=directory, prefix=f"{prefix}{os.getpid()}.", suffix=".tmp"
     )
     try:
         with tmp:
@@ -195,6 +199,33 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> None
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _remove_stale_temporaries(directory: str, prefix: str) -> None:
+    """Delete ``<prefix><pid>.<random>.tmp`` files left by processes that no longer run."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix) :].split(".", 1)[0]
+        if not (name.startswith(prefix) and name.endswith(".tmp") and pid.isdigit()):
+            continue
+        if int(pid) != os.getpid() and not _process_exists(int(pid)):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(directory, name))
+
+
+def _process_exists(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate it there: keep the file
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by someone else
+        return True
+    return True
 
 
 def _file_mode(path: str) -> int:

@@ -8,7 +8,9 @@ Nothing is lost: ``checkpoint.npz`` (the latest state) and ``best.npz`` (best me
 atomically (``tinyfcn.io``); ``Trainer.resume(path)`` restores weights, optimizer buffers, the
 schedule, the dropout generators and the position in the data, so that a resumed run ends
 bit-identical to an uninterrupted one with the same seed. A non-finite loss stops training with
-``TrainingDiverged`` and leaves the last good checkpoint in place.
+``TrainingDiverged`` and leaves the last good checkpoint in place. Setting ``stop_requested``
+(``tinyfcn.runs`` does on Ctrl-C) ends ``fit`` at the next step boundary with a checkpoint of that
+step and ``TrainingInterrupted``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,18 @@ LOG_FIELDS = (
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """``fit`` stopped on request (Ctrl-C) after saving the step it had reached."""
+
+    def __init__(self, step: int, epoch: int, checkpoint: Path | None):
+        super().__init__(f"interrupted at step {step} (epoch {epoch})")
+        self.step, self.epoch, self.checkpoint = step, epoch, checkpoint
+
+
+class _Stop(Exception):
+    """Raised inside ``fit`` (also from a validation pass) once ``stop_requested`` is set."""
 
 
 @dataclass
@@ -99,6 +113,9 @@ class Trainer:
         self.log_every, self.progress = log_every, progress
         self.extra_meta = dict(extra_meta or {})
         self.state = TrainState()
+        self.stop_requested = False  # set from a signal handler; fit stops at a step boundary
+        self._saved_step: int | None = None  # the step of the last checkpoint.npz written
+        self._fitting = False
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -116,20 +133,24 @@ class Trainer:
                 raise
             loss = math.nan
         if not math.isfinite(loss):
-            raise TrainingDiverged(
-                f"the loss is {loss} at step {self.state.step} (epoch {self.state.epoch}): "
-                "training diverged; lower the learning rate. "
-                + (
-                    f"The last good checkpoint is {self.out_dir / 'checkpoint.npz'}"
-                    if self.out_dir is not None
-                    else ""
-                )
-            )
+            raise TrainingDiverged(self._diverged(f"the loss is {loss}"))
         self.model.backward(self.criterion.backward())
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
         return loss
+
+    def _diverged(self, what: str) -> str:
+        """One line: where training diverged, and which checkpoint (if any) is good."""
+        if self._saved_step is not None:
+            kept = f"the last good checkpoint is {self.out_dir / 'checkpoint.npz'} (step "
+            kept += f"{self._saved_step})"
+        else:
+            kept = "no checkpoint was written before it"
+        return (
+            f"{what} at step {self.state.step} (epoch {self.state.epoch}): training diverged; "
+            f"lower the learning rate ({kept})"
+        )
 
     # --- evaluation --------------------------------------------------------------------------
 
@@ -142,6 +163,9 @@ class Trainer:
         losses, weights = [], []
         with nn.no_grad():
             for images, labels in loader.epoch(0):
+                if self.stop_requested and self._fitting:
+                    self.model.train(was_training)
+                    raise _Stop
                 scores = self.model(to_device(images, self.device))
                 labels_d = to_device(labels, self.device)
                 losses.append(float(self.criterion(scores, labels_d)))
@@ -156,8 +180,27 @@ class Trainer:
 
     def fit(self, epochs: int, max_steps: int | None = None) -> list[dict]:
         """Train until ``epochs`` epochs are done (counting those before a resume), or until
-        ``max_steps`` steps in all; a checkpoint is written at the end either way."""
+        ``max_steps`` steps in all; a checkpoint is written at the end either way. The last
+        step of the last epoch is always validated (so a short run too has ``best.npz``).
+        Raises ``TrainingInterrupted`` (after saving) once ``stop_requested`` is set."""
         bar = self._progress_bar(epochs)
+        self._fitting = True
+        try:
+            self._loop(epochs, max_steps, bar)
+        except _Stop:
+            pass
+        finally:
+            self._fitting = False
+            if bar is not None:
+                bar.leave = not self.stop_requested  # stopped: one line says where, not two
+                bar.close()
+        s = self.state
+        if self.stop_requested:
+            raise TrainingInterrupted(s.step, s.epoch, self.save_checkpoint())
+        self.save_checkpoint()
+        return s.history
+
+    def _loop(self, epochs: int, max_steps: int | None, bar) -> None:
         window, seen, started = [], 0, time.perf_counter()
         s = self.state
         while s.epoch < epochs and (max_steps is None or s.step < max_steps):
@@ -169,11 +212,14 @@ class Trainer:
                 seen += len(images)
                 rate = len(images) / max(time.perf_counter() - t0, 1e-9)
                 if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:.1f}")
+                    bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:.1f}", refresh=False)
+                    bar.update(1)  # redraws at most every mininterval seconds
                 if s.batch == len(self.train_loader):
                     s.epoch, s.batch = s.epoch + 1, 0
-                if s.step % self.log_every == 0 or s.step % self.val_every == 0:
+                validate = self.val_loader is not None and (
+                    s.step % self.val_every == 0 or s.epoch >= epochs  # and at the very end
+                )
+                if s.step % self.log_every == 0 or validate:
                     row = {
                         "step": s.step,
                         "epoch": round(s.step / len(self.train_loader), 3),
@@ -183,29 +229,35 @@ class Trainer:
                         "seconds": time.perf_counter() - started,
                     }
                     window, seen, started = [], 0, time.perf_counter()
-                    if self.val_loader is not None and s.step % self.val_every == 0:
+                    if validate:
                         row.update(self._validate(bar))
                     self._log(row)
                 if s.step % self.checkpoint_every == 0:
                     self.save_checkpoint()
+                if self.stop_requested:
+                    raise _Stop
                 if s.step == max_steps:
                     break
-        if bar is not None:
-            bar.close()
-        self.save_checkpoint()
-        return s.history
 
     def _validate(self, bar) -> dict:
-        metrics = self.evaluate()
+        try:
+            metrics = self.evaluate()
+        except ValueError as error:
+            if "NaN or inf" not in str(error):
+                raise
+            raise TrainingDiverged(self._diverged("the validation scores are NaN or inf")) from None
         row = {
             k: metrics[k]
             for k in ("val_loss", "pixel_accuracy", "mean_accuracy", "mean_iou", "fw_iou")
         }
+        line = (
+            f"step {self.state.step}: val loss {row['val_loss']:.4f}, mean IU "
+            f"{row['mean_iou']:.4f}, pixel acc {row['pixel_accuracy']:.4f}"
+        )
         if bar is not None:
-            bar.write(
-                f"step {self.state.step}: val loss {row['val_loss']:.4f}, mean IU "
-                f"{row['mean_iou']:.4f}, pixel acc {row['pixel_accuracy']:.4f}"
-            )
+            bar.write(line)
+        elif self.progress:
+            print(line)
         if row["mean_iou"] > self.state.best_mean_iou:
             self.state.best_mean_iou = row["mean_iou"]
             if self.out_dir is not None:
@@ -227,16 +279,10 @@ class Trainer:
     def _progress_bar(self, epochs: int):
         if not self.progress:
             return None
-        from tqdm.auto import tqdm
+        from .progress import progress_bar
 
         total = epochs * len(self.train_loader)
-        return tqdm(
-            total=total,
-            initial=min(self.state.step, total),
-            unit="step",
-            desc=type(self.model).__name__,
-            dynamic_ncols=True,
-        )
+        return progress_bar(total, min(self.state.step, total), type(self.model).__name__)
 
     # --- checkpoints -------------------------------------------------------------------------
 
@@ -244,7 +290,10 @@ class Trainer:
         """Write the whole training state (atomically) to ``path`` or ``out_dir/checkpoint.npz``."""
         if path is None and self.out_dir is None:
             return None
-        return self._write(Path(path) if path else self.out_dir / "checkpoint.npz")
+        written = self._write(Path(path) if path else self.out_dir / "checkpoint.npz")
+        if path is None:
+            self._saved_step = self.state.step
+        return written
 
     def _write(self, path: Path, **meta: Any) -> Path:
         s = self.state
@@ -285,6 +334,9 @@ class Trainer:
             meta["best_mean_iou"],
             list(meta.get("history", [])),
         )
+        own = self.out_dir is not None and self.out_dir / "checkpoint.npz"
+        if own and Path(path).resolve() == own.resolve():
+            self._saved_step = self.state.step
         return self.state
 
 

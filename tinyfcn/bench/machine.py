@@ -35,9 +35,17 @@ def core_count() -> int:
         return os.cpu_count() or 1
 
 
+# environment variables that make OpenBLAS run an older kernel than the CPU could (this machine
+# may set them: numpy's GEMM peak then halves, and every ratio to PyTorch moves)
+FORCING = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
 def numpy_blas_info() -> dict:
-    """NumPy's BLAS: name, version, runtime kernel and thread count (None where unknown)."""
+    """NumPy's BLAS: name, version, the kernel it runs (OpenBLAS's core name), whether the
+    environment forces that kernel (OPENBLAS_CORETYPE), thread count (None where unknown)."""
     info: dict[str, Any] = {"name": None, "version": None, "config": None, "threads": None}
+    info["kernel"] = None
+    info["forced"] = {k: os.environ[k] for k in FORCING if k in os.environ}
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         info.update(name=blas.get("name"), version=blas.get("version"))
@@ -45,6 +53,7 @@ def numpy_blas_info() -> dict:
         pass
     for key, stem, restype in (
         ("config", "get_config", ctypes.c_char_p),
+        ("kernel", "get_corename", ctypes.c_char_p),
         ("threads", "get_num_threads", ctypes.c_int),
     ):
         fn = openblas_function(stem, restype)

@@ -65,8 +65,9 @@ def format_header(header: dict) -> str:
         f"device {header['device']}" + (f" ({header['gpu']})" if "gpu" in header else ""),
         f"CPU: {header['cpu']}, {header['cores']} cores | Python {header['python']} | "
         f"numpy {header['numpy']} | torch {header['torch']}",
-        f"numpy BLAS: {blas['name']} {blas['version']} [{blas['config']}], "
-        f"{blas['threads']} threads, OPENBLAS_THREAD_TIMEOUT={header['OPENBLAS_THREAD_TIMEOUT']}",
+        f"numpy BLAS: {blas['name']} {blas['version']} [{blas['config']}], kernel "
+        f"{blas.get('kernel')}, {blas['threads']} threads, "
+        f"OPENBLAS_THREAD_TIMEOUT={header['OPENBLAS_THREAD_TIMEOUT']}",
         f"torch: {header['torch_threads']} threads, MKL {header['torch_mkl']}, "
         f"oneDNN {header['torch_mkldnn']} | tinyfcn engine (tinyfcn.fast): "
         f"{header.get('tinyfcn_engine', 'on')}",
@@ -77,6 +78,15 @@ def format_header(header: dict) -> str:
         f"{_workload(header)}, {header['dtype']}, {_plural(header['rounds'], 'round')} + "
         f"{header['warmup']} warm-up, tinyfcn and torch alternated within each round",
     ]
+    forced = blas.get("forced") or {}
+    if forced:
+        setting = " ".join(f"{k}={v}" for k, v in forced.items())
+        unset = " ".join(f"-u {k}" for k in forced)
+        lines.append(
+            f"WARNING: {setting} forces OpenBLAS's {blas.get('kernel')} kernel, which may be "
+            f"older than this CPU's best: numpy's timings and ratios are not comparable with a "
+            f"run without it (benchmark with `env {unset} tinyfcn bench ...`)"
+        )
     q = header["quiet"]
     loads = [x for x in q["round_loads"] if x is not None]
     line = f"other processes: {_num(header['busy_cores_before'], 0, 2)} cores busy before the run"

@@ -1,7 +1,9 @@
-"""Data for tinyfcn: synthetic shapes, PASCAL VOC folders, paired transforms and batching."""
+"""Data for tinyfcn: synthetic shapes, PASCAL VOC and SBD folders, paired transforms, batches."""
 
+from .images import read_image
 from .labels import load_label_png, save_label_png, voc_palette
 from .loader import DataLoader, collate
+from .sbd import SBDSegmentation, is_sbd_root
 from .shapes import (
     DISC,
     RING,
@@ -31,7 +33,7 @@ from .transforms import (
     caffe_deprocess,
     caffe_preprocess,
 )
-from .voc import VOC_CLASSES, VOCSegmentation, read_image
+from .voc import VOC_CLASSES, VOCSegmentation
 
 __all__ = [
     "CAFFE_MEAN_BGR",
@@ -53,12 +55,14 @@ __all__ = [
     "RandomCrop",
     "RandomHorizontalFlip",
     "RandomScale",
+    "SBDSegmentation",
     "ShapesDataset",
     "VOCSegmentation",
     "caffe_deprocess",
     "caffe_preprocess",
     "collate",
     "disc_mask",
+    "is_sbd_root",
     "ring_mask",
     "square_mask",
     "triangle_mask",

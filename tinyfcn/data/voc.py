@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from .images import read_image
 from .labels import load_label_png
 
 VOC_CLASSES = (
@@ -25,13 +25,6 @@ VOC_CLASSES = (
     "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor",
 )  # fmt: skip
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file -> float32 (3, H, W) RGB in [0, 1] (grey or CMYK JPEGs converted to RGB)."""
-    with Image.open(path) as im:
-        rgb = np.asarray(im.convert("RGB"), dtype=np.float32)
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1)) / 255.0
 
 
 class VOCSegmentation:
@@ -98,10 +91,17 @@ class VOCSegmentation:
         name = self.ids[i]
         image = read_image(self.image_dir / f"{name}.jpg")
         label = load_label_png(self.label_dir / f"{name}.png").astype(np.int64)
+        wrong = (label >= self.num_classes) & (label != 255)
+        if wrong.any():
+            raise ValueError(
+                f"{self.label_dir / (name + '.png')}: label values "
+                f"{sorted(set(label[wrong].tolist()))} in {int(wrong.sum())} pixels are not VOC "
+                f"classes (0 to {self.num_classes - 1}, 255 = ignore)"
+            )
         if image.shape[1:] != label.shape:
             raise ValueError(
                 f"VOCSegmentation: {name}: image is {image.shape[1]}x{image.shape[2]} but its "
-                f"label is {label.shape[0]}x{label.shape[1]}"
+                f"label is {label.shape[0]}x{label.shape[1]}{_turned_hint(image, label)}"
             )
         if self.transform is not None:
             image, label = self.transform(image, label, np.random.default_rng([self.seed, i]))
@@ -109,3 +109,12 @@ class VOCSegmentation:
 
     def __repr__(self) -> str:
         return f"VOCSegmentation(root={str(self.root)!r}, split={self.split!r}, n={len(self)})"
+
+
+def _turned_hint(image: np.ndarray, label: np.ndarray) -> str:
+    if image.shape[1:] != label.shape[::-1]:
+        return ""
+    return (
+        " (turned by 90 degrees: the photo has an EXIF orientation, which tinyfcn applies, and the "
+        "label was drawn on the stored pixels)"
+    )

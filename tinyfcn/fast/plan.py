@@ -28,8 +28,9 @@ ConvTranspose2d "auto" or  ``subpixel``: stride-1 conv   one GEMM and one copy i
 max-pool 2x2, stride 2     ``pool2x2``: two pairwise     half the time of four strided taps
 (every VGG pool)           maxima; backward writes       (conv1_2's output, width 1/4: 11.5 ->
                            instead of adding             5.3 ms)
-a small network (the        one BLAS thread               waking OpenBLAS's second thread costs more
-demo: width 1/8, 64x64)                                  than it saves (a step: 19.7 -> 17.4 ms)
+training a small network    one BLAS thread               waking OpenBLAS's second thread costs more
+(< 1 GFLOP forward a step:                               than it saves (a demo step: 19.7 -> 17.4
+the demo's is 0.09)                                      ms); ``tinyfcn.runs`` pins the choice
 =========================  ============================  ==========================================
 
 The thresholds are in ``RULES``; ``conv2d_kernel`` names the choice for a given layer and input.
@@ -78,8 +79,9 @@ RULES = {
     # dW as (cols @ dY2^T)^T: at most this many output channels, at least this many pixels
     "transposed_dw_max_channels": 128,
     "transposed_dw_min_pixels": 256,
-    # BLAS threads for a network as small as the demo's (``tinyfcn.demo`` pins them)
+    # BLAS threads for training a network this small (forward GFLOP per step)
     "small_network_blas_threads": 1,
+    "small_network_max_gflops": 1.0,
 }
 
 METHODS = ("auto", "adjoint", "zero_insertion", "subpixel")
@@ -132,6 +134,14 @@ def dx_conv_block_bytes(weight_shape, x_shape, args, itemsize: int) -> int | Non
     if s == (1, 1) and fits and O <= C and O * C * k[0] * k[1] <= n_dx:
         return forward_block_bytes(O * k[0] * k[1], itemsize)
     return None
+
+
+def training_blas_threads(step_gflops: float, available: int) -> int:
+    """BLAS threads for training steps of ``step_gflops`` (forward): one for a small network,
+    else all that are ``available``."""
+    if step_gflops < RULES["small_network_max_gflops"]:
+        return RULES["small_network_blas_threads"]
+    return available
 
 
 # --- Conv2d --------------------------------------------------------------------------------------

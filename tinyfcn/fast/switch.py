@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 ENV = "TINYFCN_FAST"
 _OFF, _ON = ("0", "false", "no", "off"), ("", "1", "true", "yes", "on")
@@ -29,20 +29,19 @@ def is_enabled() -> bool:
 
 
 @contextmanager
-def disabled() -> Iterator[None]:
+def _forced(value: bool) -> Iterator[None]:
+    _override.append(value)
+    try:
+        yield
+    finally:
+        _override.pop()
+
+
+def disabled() -> AbstractContextManager[None]:
     """Run everything inside on the textbook functions alone (``tinyfcn.functional``)."""
-    _override.append(False)
-    try:
-        yield
-    finally:
-        _override.pop()
+    return _forced(False)
 
 
-@contextmanager
-def enabled() -> Iterator[None]:
+def enabled() -> AbstractContextManager[None]:
     """Run everything inside on the engine, whatever ``TINYFCN_FAST`` says."""
-    _override.append(True)
-    try:
-        yield
-    finally:
-        _override.pop()
+    return _forced(True)

@@ -1,4 +1,7 @@
-"""Pure forward/backward functions on NumPy or CuPy arrays; the layers in ``tinyfcn.nn`` wrap them.
+"""The textbook: pure forward/backward functions on NumPy or CuPy arrays, wrapped by ``tinyfcn.nn``.
+
+Under ``tinyfcn.fast.disabled()`` (or TINYFCN_FAST=0) these functions are all that runs; the engine
+in ``tinyfcn.fast`` computes the same numbers faster and may call them, never the other way round.
 
 Each op comes as ``op_forward(...) -> (y, cache)`` and ``op_backward(dy, cache) -> grads``, plus a
 forward-only ``op(...)`` named as in ``torch.nn.functional``.

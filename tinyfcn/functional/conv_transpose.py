@@ -56,6 +56,20 @@ def conv_transpose_output_size(
     return stride * (size - 1) - 2 * padding + dilation * (kernel - 1) + output_padding + 1
 
 
+def check_output_padding(op: str, output_padding, s, d) -> tuple[int, int]:
+    """output_padding as a pair, each smaller than the stride or the dilation on its axis."""
+    op_ = pair(output_padding, "output_padding")
+    check_non_negative(op_, "output_padding")
+    for axis in range(2):
+        if op_[axis] >= s[axis] and op_[axis] >= d[axis]:
+            raise ValueError(
+                f"{op}: output_padding {op_} must be smaller than either stride {s} or "
+                f"dilation {d} (it only picks among the output sizes that the stride makes "
+                "ambiguous)"
+            )
+    return op_
+
+
 def check_conv_transpose2d_args(op, x, weight, bias, stride, padding, output_padding, dilation):
     """Validate the arguments: (k, s, p, output_padding, d) as pairs and the output shape."""
     get_array_module(x, weight, bias)
@@ -68,15 +82,7 @@ def check_conv_transpose2d_args(op, x, weight, bias, stride, padding, output_pad
             f"(in, out, kh, kw)), got {x.shape[1]} (shape {tuple(x.shape)})"
         )
     k, s, p, d = normalize_conv_args((kh, kw), stride, padding, dilation)
-    op_ = pair(output_padding, "output_padding")
-    check_non_negative(op_, "output_padding")
-    for axis in range(2):
-        if op_[axis] >= s[axis] and op_[axis] >= d[axis]:
-            raise ValueError(
-                f"{op}: output_padding {op_} must be smaller than either stride {s} or "
-                f"dilation {d} (it only picks among the output sizes that the stride makes "
-                "ambiguous)"
-            )
+    op_ = check_output_padding(op, output_padding, s, d)
     N, _, H, W = x.shape
     out_hw = tuple(
         conv_transpose_output_size((H, W)[a], k[a], s[a], p[a], op_[a], d[a]) for a in range(2)

@@ -81,6 +81,16 @@ class FCNBase(VGGTrunk):
         learnable_upsampling: bool = False,
         dropout: float = 0.5,
     ) -> None:
+        # -- argument checks (issue 12), apart from the rest of __init__ --
+        if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        if not width > 0:  # also refuses NaN
+            raise ValueError(
+                f"width must be > 0 (1.0 is VGG16's 64 ... 512 channels), got {width!r}"
+            )
+        if fc_channels is not None and (int(fc_channels) != fc_channels or fc_channels < 1):
+            raise ValueError(f"fc_channels must be a positive integer, got {fc_channels!r}")
+        # -- end of argument checks --
         super().__init__()
         if geometry not in GEOMETRIES:
             raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")

@@ -9,9 +9,10 @@ import numpy as np
 from .. import fast
 from .. import functional as F
 from ..fast import plan
-from ..functional._checks import check_nchw, pair
+from ..functional._checks import check_nchw
 from ..functional.conv import normalize_conv_args
 from ..functional.conv_transpose import METHODS as TEXTBOOK_METHODS
+from ..functional.conv_transpose import check_output_padding
 from . import init
 from ._layer import cast_back, cast_to_weight
 from .grad_mode import is_grad_enabled
@@ -46,13 +47,7 @@ class ConvTranspose2d(Module):
         super().__init__()
         k, s, p, d = normalize_conv_args(kernel_size, stride, padding, dilation)
         plan.resolve_method(method, k, s, d, "ConvTranspose2d")  # an unknown or unusable method
-        op_ = pair(output_padding, "output_padding")
-        for a in range(2):
-            if op_[a] >= s[a] and op_[a] >= d[a]:
-                raise ValueError(
-                    f"ConvTranspose2d: output_padding {op_} must be smaller than either stride "
-                    f"{s} or dilation {d}"
-                )
+        op_ = check_output_padding("ConvTranspose2d", output_padding, s, d)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size, self.stride, self.padding, self.dilation = k, s, p, d
         self.output_padding, self.method = op_, method
