@@ -1,15 +1,15 @@
 """Winograd F(2x2, 3x3) against the engine's im2col kernels and torch's conv, float32, VGG layers.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_THREAD_TIMEOUT=4 \\
-        python benchmarks/winograd_bench.py [--rounds 5] [--only conv3_2,w4-conv2_2] [--blocks]
+        python benchmarks/winograd_bench.py [--rounds 5] [--only conv3_2,w4-conv2_2] [--threads 1]
+    ... --blocks      (Winograd's forward at block sizes 2 MiB to 128 MiB instead)
 
 Forward: ``winograd_conv3x3`` vs ``conv2d_chunked`` (the planner's forward-only block size) vs
 ``torch.nn.functional.conv2d`` under ``no_grad``. dX: ``winograd_input_grad`` vs
 ``conv2d_input_grad_as_conv`` (the planner's block size) vs ``torch.nn.grad.conv2d_input``.
 Every layer is a 3x3 conv, padding 1, C = O. One process; in each round the three run in a
 rotating order, each after a 20 ms pause (torch's OpenMP threads spin after a call) and repeated
-to at least 20 ms; the table shows the best round (ms per call). ``--blocks`` times Winograd's
-forward at several block sizes instead.
+to at least 20 ms; the table shows the best round (ms per call).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as TF
 
+from tinyfcn.blas import get_blas_threads, set_blas_threads
 from tinyfcn.fast import plan
 from tinyfcn.fast.conv_blocked import conv2d_input_grad_as_conv
 from tinyfcn.fast.conv_chunked import conv2d_chunked
@@ -119,7 +120,7 @@ def header() -> str:
     return (
         f"commit {commit}, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
         f"load average {load} (before the run), torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), float32"
+        f"({torch.get_num_threads()} threads), OpenBLAS {get_blas_threads()} threads, float32"
     )
 
 
@@ -128,7 +129,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", default="", help="comma-separated layer names")
     parser.add_argument("--blocks", action="store_true", help="Winograd forward block sizes")
+    parser.add_argument("--threads", type=int, default=0, help="BLAS and torch threads (0: all)")
     args = parser.parse_args()
+    if args.threads:
+        set_blas_threads(args.threads)
+        torch.set_num_threads(args.threads)
     if "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
         print("warning: OPENBLAS_THREAD_TIMEOUT is not set; torch's threads may be starved")
     layers = [row for row in LAYERS if not args.only or row[0] in args.only.split(",")]
