@@ -92,13 +92,56 @@ def winograd_input_grad(dy: Any, weight: Any, padding=1, block_bytes: int | None
     return _winograd(dy, w_flip, None, p_dx, out_hw, block_bytes)
 
 
+def winograd_weight_grad(x: Any, dy: Any, padding=1, block_bytes: int | None = None) -> Any:
+    """dW of y = conv2d(x, weight, stride 1, padding) for a 3x3 weight, by Winograd.
+
+    x (N, C, H, W), dy (N, O, H + 2P - 2, W + 2P - 2) -> dw (O, C, 3, 3). The gradient of
+    Y = A^T [U * V] A with respect to U is (A dY A^T) * V, summed over the tiles: 16 GEMMs
+    (O, tiles) @ (tiles, C); then dW = G^T dU G (the filter transform's adjoint)::
+
+        dU[ab] = sum over tiles of (A dY_t A^T)[a, b] (O, 1) x V_t[a, b] (1, C)
+        dW[o, c] = G^T dU[o, c] G                                    (4x4 -> 3x3)
+    """
+    op = "winograd_weight_grad"
+    check_nchw(x, op)
+    check_nchw(dy, op)
+    check_conv_inputs(op, x, dy, None)
+    p = pair(padding, "padding")
+    N, C, H, W = x.shape
+    O = dy.shape[1]
+    out_hw = (H + 2 * p[0] - 2, W + 2 * p[1] - 2)
+    if tuple(dy.shape) != (N, O) + out_hw:
+        raise ValueError(
+            f"{op} expected dy of shape (N, O, H + 2P - 2, W + 2P - 2) = {(N, O) + out_hw} for "
+            f"x {tuple(x.shape)} and padding {p}, got {tuple(dy.shape)}"
+        )
+    xp = get_array_module(x, dy)
+    th, tw = (out_hw[0] + 1) // 2, (out_hw[1] + 1) // 2
+    du = xp.zeros((16, O, C), dtype=x.dtype)
+    nb, rb = _block_shape(N, th, tw, C, O, x.itemsize, block_bytes or im2col_budget())
+    for n0 in range(0, N, nb):
+        xs = x[n0 : n0 + nb].transpose(1, 0, 2, 3)
+        dys = dy[n0 : n0 + nb].transpose(1, 0, 2, 3)  # (O, nb, Ho, Wo)
+        for r0 in range(0, th, rb):
+            r1 = min(th, r0 + rb)
+            v = _input_transform(xs, p, r0, r1, tw).reshape(16, C, -1)
+            z = _grad_transform(dys, r0, r1, tw).reshape(16, O, -1)
+            du += xp.matmul(z, v.transpose(0, 2, 1))
+    g = xp.asarray(G, dtype=x.dtype)
+    dw = (xp.kron(g, g).T @ du.reshape(16, O * C)).reshape(3, 3, O, C)
+    return xp.ascontiguousarray(dw.transpose(2, 3, 0, 1))
+
+
 def filter_transform(weight: Any) -> Any:
-    """U = G g G^T for every (o, c): (O, C, 3, 3) -> (16, O, C), position a*4 + b first."""
+    """U = G g G^T for every (o, c): (O, C, 3, 3) -> (16, O, C), position a*4 + b first.
+
+    One GEMM: U[4a + b] = sum_ij G[a, i] G[b, j] g[:, :, i, j], i.e. kron(G, G) (16, 9) times
+    the weight as (9, O*C) (a loop of O*C tiny 4x3 products would be 100x slower).
+    """
     xp = get_array_module(weight)
     O, C = weight.shape[:2]
     g = xp.asarray(G, dtype=weight.dtype)
-    u = g @ weight @ g.T  # (4, 3) @ (O, C, 3, 3) @ (3, 4) -> (O, C, 4, 4)
-    return xp.ascontiguousarray(u.transpose(2, 3, 0, 1)).reshape(16, O, C)
+    return (xp.kron(g, g) @ weight.reshape(O * C, 9).T).reshape(16, O, C)
 
 
 def _winograd(x: Any, weight: Any, bias: Any, p, out_hw, block_bytes: int | None) -> Any:
@@ -130,9 +173,10 @@ def _winograd(x: Any, weight: Any, bias: Any, p, out_hw, block_bytes: int | None
 def _block_shape(N: int, th: int, tw: int, C: int, O: int, itemsize: int, budget: int):
     """(samples, tile rows) per block: whole samples where one fits in ``budget`` bytes, else
     tile rows of one sample (at least one row)."""
-    # per tile row of one sample, in units of tw: the padded slab 4C, B^T d 8C, V 16C, M 16O,
-    # A^T M 8O (plus the slab's and B^T d's two extra columns)
-    row_bytes = itemsize * (tw * (28 * C + 24 * O) + 12 * C)
+    # per tile row of one sample, in units of tw: on the input side the padded slab 4C, B^T d 8C,
+    # V 16C; on the output side M 16O and A^T M 8O (forward), or the dY slab 4O, A dY 8O and
+    # Z 16O (dW); plus the slab's and B^T d's two extra columns
+    row_bytes = itemsize * (tw * 28 * (C + O) + 12 * C)
     rows = max(1, budget // row_bytes)
     if rows >= th:
         return max(1, min(N, rows // th)), th
@@ -147,10 +191,17 @@ def _workspace(xp: Any, dtype: Any, name: str, shape: tuple) -> Any:
 
 
 def _combine(coefficients, terms, out: Any) -> None:
-    """out = sum_i coefficients[i] * terms[i] for coefficients 0, 1 or -1 (rows of B^T and A^T),
-    as ufuncs writing into ``out``; the first nonzero coefficient is never -1 with the second."""
+    """out = sum_i coefficients[i] * terms[i] for coefficients 0, 1 or -1 (rows of B^T and A^T,
+    columns of A^T), as ufuncs writing into ``out``; never -1 for the first two nonzero ones."""
     xp = get_array_module(out)
     nonzero = [(c, t) for c, t in zip(coefficients, terms, strict=True) if c != 0]
+    if len(nonzero) == 1:
+        c0, t0 = nonzero[0]
+        if c0 == 1:
+            out[...] = t0
+        else:
+            xp.negative(t0, out=out)
+        return
     (c0, t0), (c1, t1) = nonzero[:2]
     if c0 == 1:
         (xp.add if c1 == 1 else xp.subtract)(t0, t1, out=out)
@@ -178,6 +229,26 @@ def _input_transform(xs: Any, p, r0: int, r1: int, tw: int) -> Any:
         for b in range(4):
             _combine(B_T[b], tile_columns, v[a, b])
     return v.reshape(16, C, nb, rows, tw)
+
+
+def _grad_transform(dys: Any, r0: int, r1: int, tw: int) -> Any:
+    """Z = A dY A^T for the 2x2 output tiles of rows r0..r1 of dys (O, nb, Ho, Wo), zeros past
+    its edge: (16, O, nb, r1 - r0, tw) in a workspace. A = (A^T)^T, so A's rows are A^T's
+    columns."""
+    xp = get_array_module(dys)
+    O, nb = dys.shape[:2]
+    rows = r1 - r0
+    a_cols = list(zip(*A_T, strict=True))  # rows of A: (1, 0), (1, 1), (1, -1), (0, -1)
+    slab = _workspace(xp, dys.dtype, "winograd_dy", (O, nb, 2 * rows, 2 * tw))
+    _padded_rows(dys, (0, 0), 2 * r0, slab)
+    ad = _workspace(xp, dys.dtype, "winograd_Ady", (4, O, nb, rows, 2 * tw))
+    for a in range(4):
+        _combine(a_cols[a], [slab[:, :, r : 2 * rows : 2] for r in range(2)], ad[a])
+    z = _workspace(xp, dys.dtype, "winograd_Z", (4, 4, O, nb, rows, tw))
+    for a in range(4):
+        for b in range(4):
+            _combine(a_cols[b], [ad[a][..., c : 2 * tw : 2] for c in range(2)], z[a, b])
+    return z.reshape(16, O, nb, rows, tw)
 
 
 def _padded_rows(xs: Any, p, lo: int, out: Any) -> None:
