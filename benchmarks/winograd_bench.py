@@ -7,6 +7,7 @@
 Forward: ``winograd_conv3x3`` vs ``conv2d_chunked`` (the planner's forward-only block size) vs
 ``torch.nn.functional.conv2d`` under ``no_grad``. dX: ``winograd_input_grad`` vs
 ``conv2d_input_grad_as_conv`` (the planner's block size) vs ``torch.nn.grad.conv2d_input``.
+dW: ``winograd_weight_grad`` vs the engine's dW GEMM (im2col matrix kept, or rebuilt) vs torch.
 Every layer is a 3x3 conv, padding 1, C = O. One process; in each round the three run in a
 rotating order, each after a 20 ms pause (torch's OpenMP threads spin after a call) and repeated
 to at least 20 ms; the table shows the best round (ms per call).
@@ -28,8 +29,10 @@ from tinyfcn.blas import get_blas_threads, set_blas_threads
 from tinyfcn.fast import plan
 from tinyfcn.fast.conv_blocked import conv2d_input_grad_as_conv
 from tinyfcn.fast.conv_chunked import conv2d_chunked
-from tinyfcn.fast.winograd import winograd_conv3x3, winograd_input_grad
-from tinyfcn.functional.conv import normalize_conv_args
+from tinyfcn.fast.gemm import weight_grad_gemm
+from tinyfcn.fast.im2col import im2col_into
+from tinyfcn.fast.winograd import winograd_conv3x3, winograd_input_grad, winograd_weight_grad
+from tinyfcn.functional.conv import normalize_conv_args, pad2d, pixels_as_columns
 
 # (name, batch, channels, size): FCN/VGG's second conv of each block, width 1 at 224x224 batch 1
 # and width 1/4 at 128x128 batch 8
@@ -112,6 +115,32 @@ def forward_and_dx(N: int, C: int, size: int, rounds: int) -> dict:
     return times
 
 
+def weight_grad(N: int, C: int, size: int, rounds: int) -> dict:
+    """dW: Winograd (V recomputed from x) vs the engine's GEMM on the im2col matrix kept from the
+    forward (``conv_kept``), vs the matrix rebuilt first (``conv_blocked``), vs torch."""
+    x, w, _, dy = layer_arrays(N, C, size)
+    xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
+    k, s, p, d = ARGS
+    cols = np.empty((C * 9, N * size * size), np.float32)
+    im2col_into(cols, pad2d(x, p), k, s, d, (size, size))
+    dy2, dw2 = pixels_as_columns(dy), np.empty((C, C * 9), np.float32)
+    transposed = plan.transposed_dw(C, N * size * size)
+
+    def rebuilt():
+        im2col_into(cols, pad2d(x, p), k, s, d, (size, size))
+        weight_grad_gemm(pixels_as_columns(dy), cols, dw2, transposed)
+
+    return best_of_rounds(
+        {
+            "dw wino": lambda: winograd_weight_grad(x, dy, 1),
+            "dw kept": lambda: weight_grad_gemm(dy2, cols, dw2, transposed),
+            "dw rebuilt": rebuilt,
+            "dw torch": lambda: torch.nn.grad.conv2d_weight(xt, w.shape, dyt, padding=1),
+        },
+        rounds,
+    )
+
+
 def header() -> str:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
@@ -129,6 +158,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", default="", help="comma-separated layer names")
     parser.add_argument("--blocks", action="store_true", help="Winograd forward block sizes")
+    parser.add_argument("--no-dw", action="store_true", help="skip the dW table")
     parser.add_argument("--threads", type=int, default=0, help="BLAS and torch threads (0: all)")
     args = parser.parse_args()
     if args.threads:
@@ -162,6 +192,22 @@ def main() -> None:
             cells += f" |{wino:10.2f}{engine:8.2f}{ref:8.2f}{wino / ref:8.2f}{wino / engine:7.2f}"
         print(f"{name:12s}{f'{N},{C},{size}x{size}':>14s}{cells}", flush=True)
     print("ms per call, best of the rounds; w/torch, w/eng: Winograd's time / theirs (< 1 pays)")
+    if args.no_dw:
+        return
+    print(
+        f"\n{'layer':12s}{'N,C,HxW':>14s} |{'dW: wino':>9s}{'kept':>8s}{'rebuilt':>8s}{'torch':>8s}"
+        f"{'w/torch':>8s}{'w/kept':>7s}{'w/rebuilt':>10s}"
+    )
+    for name, N, C, size in layers:
+        t = {key: v * 1e3 for key, v in weight_grad(N, C, size, args.rounds).items()}
+        wino = t["dw wino"]
+        print(
+            f"{name:12s}{f'{N},{C},{size}x{size}':>14s} |{wino:9.2f}{t['dw kept']:8.2f}"
+            f"{t['dw rebuilt']:8.2f}{t['dw torch']:8.2f}{wino / t['dw torch']:8.2f}"
+            f"{wino / t['dw kept']:7.2f}{wino / t['dw rebuilt']:10.2f}",
+            flush=True,
+        )
+    print("dW engine: kept = GEMM on the forward's im2col matrix; rebuilt = im2col, then the GEMM")
 
 
 if __name__ == "__main__":
