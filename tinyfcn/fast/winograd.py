@@ -23,18 +23,26 @@ Multiplications: 16 per 4 outputs per (c, o) instead of 9 per output: 36/16 = 2.
 Shapes: x (N, C, H, W), weight (O, C, 3, 3) -> y (N, O, Ho, Wo), Ho = H + 2P - 2 (likewise Wo).
 An odd Ho or Wo is padded to whole tiles (zeros) and the extra output row or column cropped.
 
-Memory: V and M (and their half-size intermediates) hold 24 (C + O) numbers per tile, ~12x the
-input's size where C = O. They are built in blocks of samples, or of tile rows within one sample,
-of at most ``block_bytes`` (the engine's im2col budget unless given), in reused workspaces.
+Memory: V, M and the intermediates hold ~28 (C + O) numbers per tile (14x the input where C = O;
+im2col's matrix is 9x). They are built in blocks of samples, or of tile rows within one sample,
+of at most ``block_bytes`` (the engine's im2col budget, 128 MiB, unless given: conv1_2 at
+224x224 needs 180 MB, so two blocks of 83 and 29 tile rows), in reused workspaces.
 
 Rounding, relative to max |y| against the float64 textbook: float64 ~5e-16; float32 2e-7 to
 7e-7 on VGG-like layers (He-scaled weights, post-ReLU inputs; 64 to 512 channels), up to 2x
 im2col's own float32 error (the transforms add and subtract before the GEMM). Tested: 1e-12 in
 float64, 2e-6 in float32 (``tests/test_fast_winograd.py``).
 
-Input gradient: at stride 1, dX is the 3x3 convolution of dY with the flipped, channel-swapped
-kernel and padding 2 - P (``conv_blocked.conv2d_input_grad_as_conv``): ``winograd_input_grad``.
-Where this pays over the engine's im2col kernels is in ``docs/performance.md`` and the planner.
+Gradients: at stride 1, dX is the 3x3 convolution of dY with the flipped, channel-swapped kernel
+and padding 2 - P (as ``conv_blocked.conv2d_input_grad_as_conv``): ``winograd_input_grad``. dW
+differentiates the tile formula: ``winograd_weight_grad``, 16 GEMMs summing over the tiles.
+
+Where it pays (``benchmarks/winograd_bench.py``; 2-core EPYC shared with other jobs, one BLAS
+thread, float32; Winograd's time / the engine's im2col kernel's): forward 0.6-0.7, dX 0.7-0.8,
+dW 0.6-0.7 on conv2_2 to conv4_2 at 224x224 (128-512 channels, 112 to 28 pixels); not on conv1_2
+(64 channels, ~1.0), conv5_2 (14 pixels, 0.9-1.2) or at width 1/4 (16-128 channels, 1.0-2.7),
+where the transforms' memory passes cost more than the GEMMs save. Two BLAS threads on a busy
+machine make its 16 short GEMMs each wait for the second thread: time it on a quiet one.
 """
 
 from __future__ import annotations
