@@ -38,11 +38,12 @@ and padding 2 - P (as ``conv_blocked.conv2d_input_grad_as_conv``): ``winograd_in
 differentiates the tile formula: ``winograd_weight_grad``, 16 GEMMs summing over the tiles.
 
 Where it pays (``benchmarks/winograd_bench.py``; 2-core EPYC shared with other jobs, one BLAS
-thread, float32; Winograd's time / the engine's im2col kernel's): forward 0.6-0.7, dX 0.7-0.8,
-dW 0.6-0.7 on conv2_2 to conv4_2 at 224x224 (128-512 channels, 112 to 28 pixels); not on conv1_2
-(64 channels, ~1.0), conv5_2 (14 pixels, 0.9-1.2) or at width 1/4 (16-128 channels, 1.0-2.7),
-where the transforms' memory passes cost more than the GEMMs save. Two BLAS threads on a busy
-machine make its 16 short GEMMs each wait for the second thread: time it on a quiet one.
+thread, float32, two runs; Winograd's time / the engine's im2col kernel's): forward 0.6-0.9, dX
+0.6-0.8, dW 0.5-0.9 on conv2_2 to conv4_2 at 224x224 (128-512 channels, 112 to 28 pixels); not
+on conv1_2 (64 channels, 1.0-1.3), conv5_2 (14 pixels, 0.9-1.5) or at width 1/4 (16-128
+channels, 1.0-2.9), where the transforms' memory passes cost more than the GEMMs save. Two BLAS
+threads on a busy machine make its 16 short GEMMs each wait for the second thread: time it on a
+quiet one.
 """
 
 from __future__ import annotations
