@@ -145,7 +145,7 @@ def filter_transform(weight: Any) -> Any:
     """U = G g G^T for every (o, c): (O, C, 3, 3) -> (16, O, C), position a*4 + b first.
 
     One GEMM: U[4a + b] = sum_ij G[a, i] G[b, j] g[:, :, i, j], i.e. kron(G, G) (16, 9) times
-    the weight as (9, O*C) (a loop of O*C tiny 4x3 products would be 100x slower).
+    the weight as (9, O*C), not O*C tiny 4x3 products (``G @ weight @ G.T`` loops over them).
     """
     xp = get_array_module(weight)
     O, C = weight.shape[:2]
@@ -193,6 +193,7 @@ def _block_shape(N: int, th: int, tw: int, C: int, O: int, itemsize: int, budget
 
 
 def _workspace(xp: Any, dtype: Any, name: str, shape: tuple) -> Any:
+    """An array of ``shape`` in the shared workspace ``name`` (contents undefined)."""
     size = 1
     for s in shape:
         size *= s
@@ -264,7 +265,7 @@ def _grad_transform(dys: Any, r0: int, r1: int, tw: int) -> Any:
 
 def _padded_columns_split(xs: Any, p, lo: int, out: Any) -> None:
     """out (C, nb, h, 2, w) = rows lo..lo+h of xs padded by p, padded column 2t + q at
-    out[..., q, t]: the tiles' column slices are then contiguous (3x faster than stride 2)."""
+    out[..., q, t]: the tiles' column slices are then contiguous, not strided by 2."""
     for q in range(2):
         s = (q - p[1]) % 2  # the first column of xs that lands on parity q
         _padded_rows(xs[..., s::2], (p[0], (s + p[1] - q) // 2), lo, out[..., q, :])
