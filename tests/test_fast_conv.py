@@ -134,7 +134,12 @@ def test_planner_conv_kernels():
     args = normalize_conv_args(3, 1, 1, 1)
     kernel = plan.conv2d_kernel
     assert kernel((8, 16, 128, 128), (16, 16, 3, 3), args, 4, True) == "blocked"  # thin, big
-    assert kernel((1, 256, 56, 56), (256, 256, 3, 3), args, 4, True) == "kept"  # wide
+    assert kernel((1, 256, 56, 56), (256, 256, 3, 3), args, 4, True) == "winograd"  # wide
+    assert kernel((1, 256, 56, 56), (256, 256, 3, 3), args, 4, False) == "winograd"
+    assert kernel((1, 512, 14, 14), (512, 512, 3, 3), args, 4, True) == "kept"  # small map
+    assert kernel((1, 64, 224, 224), (64, 64, 3, 3), args, 4, True) == "kept"  # 64 channels
+    strided = normalize_conv_args(3, 2, 1, 1)
+    assert kernel((1, 256, 56, 56), (256, 256, 3, 3), strided, 4, True) == "kept"
     assert kernel((1, 16, 8, 8), (16, 16, 3, 3), args, 4, True) == "kept"  # small
     pointwise = normalize_conv_args(1, 1, 0, 1)
     assert kernel((8, 16, 128, 128), (16, 16, 1, 1), pointwise, 4, True) == "kept"
@@ -189,6 +194,31 @@ def test_conv2d_layer_takes_the_blocked_kernel_and_matches_torch(xp, device, tin
     assert_close(dx, xt.grad / 2, "dx")
     assert_close(layer.weight.grad, wt.grad, "weight.grad (two steps)")
     assert_close(layer.bias.grad, bt.grad, "bias.grad (two steps)")
+
+
+@pytest.mark.parametrize("padding", [0, 1, 2])
+def test_conv2d_layer_takes_winograd_and_equals_the_textbook(xp, device, monkeypatch, padding):
+    """Small layers reach the Winograd kernel when its thresholds are lowered: two steps (dW
+    accumulating), forward, dx, dW and db equal to the textbook's."""
+    monkeypatch.setitem(plan.RULES, "winograd_min_channels", 1)
+    monkeypatch.setitem(plan.RULES, "winograd_min_side", 1)
+    manual_seed(0)
+    layer = Conv2d(3, 4, 3, padding=padding).double().to(device)
+    rng = np.random.default_rng(3)
+    x = xp.asarray(rng.standard_normal((2, 3, 9, 10)))
+    dy = xp.asarray(rng.standard_normal((2, 4, 7 + 2 * padding, 8 + 2 * padding)))
+    results = {}
+    for engine in (True, False):
+        layer.zero_grad()
+        with fast.enabled() if engine else fast.disabled():
+            for _ in range(2):
+                y = layer(x)
+                kind = type(layer.__dict__["_cache"][1]).__name__
+                dx = layer.backward(dy)
+        results[engine] = (y, dx, layer.weight.grad.copy(), layer.bias.grad.copy(), kind)
+    assert results[True][4] == "WinogradCache" and results[False][4] == "Conv2dCache"
+    for what, a, t in zip(("y", "dx", "dw", "db"), results[True], results[False], strict=False):
+        assert_same_as_textbook(a, t, f"winograd layer {what}")
 
 
 def test_conv2d_layer_uses_blocks_under_no_grad(xp, device):
