@@ -6,6 +6,7 @@ full run: `jupyter nbconvert --to notebook --execute --inplace notebooks/0*.ipyn
 notebooks/README.md).
 """
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -28,8 +29,28 @@ def _has_figure(nb):
     return any("image/png" in out.get("data", {}) for out in _outputs(nb))
 
 
-def test_the_series_is_numbered_one_to_eight():
-    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 9)]
+def test_the_series_is_numbered_one_to_nine():
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 10)]
+
+
+# a notebook imports what a user imports: package-level names, never a model's or data set's
+# private module (tinyfcn.models.fcn, tinyfcn.data.shapes) or an underscored name
+PRIVATE_MODULE = re.compile(r"tinyfcn\.(models|data|nn)\.[a-z_]+\b")
+IMPORT = re.compile(r"^\s*from (tinyfcn[\w.]*) import \(?([^)\n]*(?:\n[^)]*)?)\)?", re.M)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_imports_public_names_only(path):
+    code = "\n".join(
+        c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"
+    )
+    private = sorted(set(m.group(0) for m in PRIVATE_MODULE.finditer(code)))
+    assert not private, f"{path.name} reaches into private modules: {private}"
+    for module, names in IMPORT.findall(code):
+        underscored = [
+            n.strip() for n in names.replace("\n", ",").split(",") if n.strip()[:1] == "_"
+        ]
+        assert not underscored, f"{path.name}: from {module} import {underscored}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
