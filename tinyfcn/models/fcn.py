@@ -36,7 +36,7 @@ from ..backend import get_array_module
 from ..functional._checks import check_nchw
 from . import geometry as geo
 from .surgery import bilinear_kernel
-from .vgg import VGGTrunk, scaled
+from .vgg import VGGTrunk, check_model_args, scaled
 
 GEOMETRIES = ("paper", "compact")
 
@@ -81,16 +81,7 @@ class FCNBase(VGGTrunk):
         learnable_upsampling: bool = False,
         dropout: float = 0.5,
     ) -> None:
-        # -- argument checks (issue 12), apart from the rest of __init__ --
-        if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-        if not width > 0:  # also refuses NaN
-            raise ValueError(
-                f"width must be > 0 (1.0 is VGG16's 64 ... 512 channels), got {width!r}"
-            )
-        if fc_channels is not None and (int(fc_channels) != fc_channels or fc_channels < 1):
-            raise ValueError(f"fc_channels must be a positive integer, got {fc_channels!r}")
-        # -- end of argument checks --
+        check_model_args(num_classes, width, fc_channels)
         super().__init__()
         if geometry not in GEOMETRIES:
             raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")

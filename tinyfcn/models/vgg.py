@@ -25,6 +25,16 @@ from ..nn import init
 VGG16_STAGES = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))  # (convs, channels) per stage
 
 
+def check_model_args(num_classes, width, fc_channels) -> None:
+    """A positive integer of classes, a width > 0, fc_channels None or a positive integer."""
+    if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if not width > 0:  # also refuses NaN
+        raise ValueError(f"width must be > 0 (1.0 is VGG16's 64 ... 512 channels), got {width!r}")
+    if fc_channels is not None and (int(fc_channels) != fc_channels or fc_channels < 1):
+        raise ValueError(f"fc_channels must be a positive integer, got {fc_channels!r}")
+
+
 def scaled(channels: int, width: float) -> int:
     """Channel count times the width multiplier, at least 1."""
     return max(1, int(round(channels * width)))
@@ -112,16 +122,7 @@ class VGG16(VGGTrunk):
         fully_conv: bool = False,
         dropout: float = 0.5,
     ) -> None:
-        # -- argument checks (issue 12), apart from the rest of __init__ --
-        if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-        if not width > 0:  # also refuses NaN
-            raise ValueError(
-                f"width must be > 0 (1.0 is VGG16's 64 ... 512 channels), got {width!r}"
-            )
-        if fc_channels is not None and (int(fc_channels) != fc_channels or fc_channels < 1):
-            raise ValueError(f"fc_channels must be a positive integer, got {fc_channels!r}")
-        # -- end of argument checks --
+        check_model_args(num_classes, width, fc_channels)
         super().__init__()
         self.config = dict(
             num_classes=num_classes,
