@@ -200,8 +200,8 @@ def test_header_names_the_blas_kernel_and_warns_when_the_environment_forces_it(
 
 def test_main_textbook_runs_tinyfcn_without_its_engine(monkeypatch, capsys):
     monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "4")
-    monkeypatch.delenv("TINYFCN_FAST", raising=False)
+    monkeypatch.setenv("TINYFCN_FAST", "1")  # recorded: restored after the test, whatever main sets
     argv = "model --quick --rounds 1 --warmup 1 --size 32 --width 0.0625 --quiet-wait 0"
     assert main(argv.split() + ["--textbook"]) == 0
-    assert os.environ["TINYFCN_FAST"] == "0"  # the benchmark's own process; monkeypatch restores
+    assert os.environ["TINYFCN_FAST"] == "0"  # main set it for its own run
     assert "tinyfcn engine (tinyfcn.fast): off: the textbook alone" in capsys.readouterr().out
