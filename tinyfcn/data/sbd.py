@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .images import read_image
-from .voc import VOC_CLASSES
+from .voc import VOC_CLASSES, check_same_size, checked_index
 
 
 def is_sbd_root(root: str | Path) -> bool:
@@ -108,19 +108,11 @@ class SBDSegmentation:
         return len(self.ids)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        i = int(index)
-        if not -len(self.ids) <= i < len(self.ids):
-            raise IndexError(f"SBDSegmentation index {index} out of range for {len(self.ids)}")
-        i %= len(self.ids)
+        i = checked_index("SBDSegmentation", index, len(self.ids))
         name = self.ids[i]
         image = read_image(self.image_dir / f"{name}.jpg")
         label = load_sbd_label(self.label_dir / f"{name}.mat")
-        if image.shape[1:] != label.shape:
-            raise ValueError(
-                f"SBDSegmentation: {name}: image {self.image_dir / (name + '.jpg')} is "
-                f"{image.shape[1]}x{image.shape[2]} but its label is "
-                f"{label.shape[0]}x{label.shape[1]}"
-            )
+        check_same_size("SBDSegmentation", self.image_dir / f"{name}.jpg", image, label)
         if self.transform is not None:
             image, label = self.transform(image, label, np.random.default_rng([self.seed, i]))
         return image, label

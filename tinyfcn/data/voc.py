@@ -84,10 +84,7 @@ class VOCSegmentation:
         return len(self.ids)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        i = int(index)
-        if not -len(self.ids) <= i < len(self.ids):
-            raise IndexError(f"VOCSegmentation index {index} out of range for {len(self.ids)}")
-        i %= len(self.ids)
+        i = checked_index("VOCSegmentation", index, len(self.ids))
         name = self.ids[i]
         image = read_image(self.image_dir / f"{name}.jpg")
         label = load_label_png(self.label_dir / f"{name}.png").astype(np.int64)
@@ -98,17 +95,30 @@ class VOCSegmentation:
                 f"{sorted(set(label[wrong].tolist()))} in {int(wrong.sum())} pixels are not VOC "
                 f"classes (0 to {self.num_classes - 1}, 255 = ignore)"
             )
-        if image.shape[1:] != label.shape:
-            raise ValueError(
-                f"VOCSegmentation: {name}: image is {image.shape[1]}x{image.shape[2]} but its "
-                f"label is {label.shape[0]}x{label.shape[1]}{_turned_hint(image, label)}"
-            )
+        check_same_size("VOCSegmentation", self.image_dir / f"{name}.jpg", image, label)
         if self.transform is not None:
             image, label = self.transform(image, label, np.random.default_rng([self.seed, i]))
         return image, label
 
     def __repr__(self) -> str:
         return f"VOCSegmentation(root={str(self.root)!r}, split={self.split!r}, n={len(self)})"
+
+
+def checked_index(op: str, index: int, n: int) -> int:
+    """``index`` in [-n, n) as a position in [0, n), or an IndexError that names the data set."""
+    i = int(index)
+    if not -n <= i < n:
+        raise IndexError(f"{op} index {index} out of range for {n}")
+    return i % n
+
+
+def check_same_size(op: str, image_path, image: np.ndarray, label: np.ndarray) -> None:
+    """An image (3, H, W) and its label (H, W) must cover the same pixels."""
+    if image.shape[1:] != label.shape:
+        raise ValueError(
+            f"{op}: image {image_path} is {image.shape[1]}x{image.shape[2]} but its label is "
+            f"{label.shape[0]}x{label.shape[1]}{_turned_hint(image, label)}"
+        )
 
 
 def _turned_hint(image: np.ndarray, label: np.ndarray) -> str:

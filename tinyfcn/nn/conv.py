@@ -12,7 +12,7 @@ from ..fast import plan
 from ..functional._checks import check_nchw
 from ..functional.conv import normalize_conv_args
 from . import init
-from ._layer import cast_back, cast_to_weight
+from ._layer import cast_back, cast_to_weight, conv_repr
 from .grad_mode import is_grad_enabled
 from .module import Module
 from .parameter import Parameter
@@ -72,8 +72,4 @@ class Conv2d(Module):
         return cast_back(dx, x_dtype)
 
     def extra_repr(self) -> str:
-        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
-        s += f", stride={self.stride}" if self.stride != (1, 1) else ""
-        s += f", padding={self.padding}" if self.padding != (0, 0) else ""
-        s += f", dilation={self.dilation}" if self.dilation != (1, 1) else ""
-        return s + ("" if self.bias is not None else ", bias=False")
+        return conv_repr(self)

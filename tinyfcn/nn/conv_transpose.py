@@ -14,7 +14,7 @@ from ..functional.conv import normalize_conv_args
 from ..functional.conv_transpose import METHODS as TEXTBOOK_METHODS
 from ..functional.conv_transpose import check_output_padding
 from . import init
-from ._layer import cast_back, cast_to_weight
+from ._layer import cast_back, cast_to_weight, conv_repr
 from .grad_mode import is_grad_enabled
 from .module import Module
 from .parameter import Parameter
@@ -85,10 +85,4 @@ class ConvTranspose2d(Module):
         return cast_back(dx, x_dtype)
 
     def extra_repr(self) -> str:
-        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
-        s += f", stride={self.stride}" if self.stride != (1, 1) else ""
-        s += f", padding={self.padding}" if self.padding != (0, 0) else ""
-        s += f", output_padding={self.output_padding}" if self.output_padding != (0, 0) else ""
-        s += f", dilation={self.dilation}" if self.dilation != (1, 1) else ""
-        s += "" if self.bias is not None else ", bias=False"
-        return s + (f", method={self.method!r}" if self.method != "auto" else "")
+        return conv_repr(self, **({"method": self.method} if self.method != "auto" else {}))
