@@ -1,10 +1,11 @@
-"""Winograd F(2x2, 3x3) against the engine's im2col kernels and torch's conv, float32, VGG layers.
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3) vs the engine's im2col kernels and torch, VGG layers.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_THREAD_TIMEOUT=4 \\
         python benchmarks/winograd_bench.py [--rounds 5] [--only conv3_2,w4-conv2_2] [--threads 1]
     ... --blocks      (Winograd's forward at block sizes 2 MiB to 128 MiB instead)
 
-Forward: ``winograd_conv3x3`` vs ``conv2d_chunked`` (the planner's forward-only block size) vs
+Forward: ``winograd_conv3x3`` with m = 2 and m = 4 (F2, F4) vs ``conv2d_chunked`` (the planner's
+forward-only block size) vs
 ``torch.nn.functional.conv2d`` under ``no_grad``. dX: ``winograd_input_grad`` vs
 ``conv2d_input_grad_as_conv`` (the planner's block size) vs ``torch.nn.grad.conv2d_input``.
 dW: ``winograd_weight_grad`` vs the engine's dW GEMM (im2col matrix kept, or rebuilt) vs torch.
@@ -99,7 +100,8 @@ def forward_and_dx(N: int, C: int, size: int, rounds: int) -> dict:
     times = best_of_rounds(
         {
             "fwd engine": lambda: conv2d_chunked(x, w, b, *ARGS, (size, size), fwd_block),
-            "fwd wino": lambda: winograd_conv3x3(x, w, b, 1),
+            "fwd F2": lambda: winograd_conv3x3(x, w, b, 1, m=2),
+            "fwd F4": lambda: winograd_conv3x3(x, w, b, 1, m=4),
             "fwd torch": torch_forward,
         },
         rounds,
@@ -107,7 +109,8 @@ def forward_and_dx(N: int, C: int, size: int, rounds: int) -> dict:
     times |= best_of_rounds(
         {
             "dx engine": lambda: conv2d_input_grad_as_conv(dy, w, k, p, d, dx_block),
-            "dx wino": lambda: winograd_input_grad(dy, w, 1),
+            "dx F2": lambda: winograd_input_grad(dy, w, 1, m=2),
+            "dx F4": lambda: winograd_input_grad(dy, w, 1, m=4),
             "dx torch": lambda: torch.nn.grad.conv2d_input(x.shape, wt, dyt, padding=1),
         },
         rounds,
@@ -132,7 +135,8 @@ def weight_grad(N: int, C: int, size: int, rounds: int) -> dict:
 
     return best_of_rounds(
         {
-            "dw wino": lambda: winograd_weight_grad(x, dy, 1),
+            "dw F2": lambda: winograd_weight_grad(x, dy, 1, m=2),
+            "dw F4": lambda: winograd_weight_grad(x, dy, 1, m=4),
             "dw kept": lambda: weight_grad_gemm(dy2, cols, dw2, transposed),
             "dw rebuilt": rebuilt,
             "dw torch": lambda: torch.nn.grad.conv2d_weight(xt, w.shape, dyt, padding=1),
@@ -174,37 +178,37 @@ def main() -> None:
         for name, N, C, size in layers:
             x, w, b, _ = layer_arrays(N, C, size)
             t = best_of_rounds(
-                {n: partial(winograd_conv3x3, x, w, b, 1, sizes[n]) for n in sizes},
+                {n: partial(winograd_conv3x3, x, w, b, 1, sizes[n], m=4) for n in sizes},
                 args.rounds,
             )
             print(f"{name:12s}" + "".join(f"{t[n] * 1e3:9.2f}" for n in sizes), flush=True)
         return
     print(
-        f"{'layer':12s}{'N,C,HxW':>14s} |{'fwd: wino':>10s}{'engine':>8s}{'torch':>8s}"
-        f"{'w/torch':>8s}{'w/eng':>7s} |{'dX: wino':>9s}{'engine':>8s}{'torch':>8s}"
-        f"{'w/torch':>8s}{'w/eng':>7s}"
+        f"{'layer':12s}{'N,C,HxW':>14s} |{'fwd: F2':>8s}{'F4':>8s}{'engine':>8s}{'torch':>8s}"
+        f"{'best/torch':>11s} |{'dX: F2':>8s}{'F4':>8s}{'engine':>8s}{'torch':>8s}"
+        f"{'best/torch':>11s}"
     )
     for name, N, C, size in layers:
         t = {key: v * 1e3 for key, v in forward_and_dx(N, C, size, args.rounds).items()}
         cells = ""
         for what in ("fwd", "dx"):
-            wino, engine, ref = t[f"{what} wino"], t[f"{what} engine"], t[f"{what} torch"]
-            cells += f" |{wino:10.2f}{engine:8.2f}{ref:8.2f}{wino / ref:8.2f}{wino / engine:7.2f}"
+            row = [t[f"{what} {k}"] for k in ("F2", "F4", "engine", "torch")]
+            cells += " |" + "".join(f"{v:8.2f}" for v in row) + f"{min(row[:3]) / row[3]:11.2f}"
         print(f"{name:12s}{f'{N},{C},{size}x{size}':>14s}{cells}", flush=True)
-    print("ms per call, best of the rounds; w/torch, w/eng: Winograd's time / theirs (< 1 pays)")
+    print("ms per call, best of the rounds; best/torch: the fastest of F2, F4, engine / torch")
     if args.no_dw:
         return
     print(
-        f"\n{'layer':12s}{'N,C,HxW':>14s} |{'dW: wino':>9s}{'kept':>8s}{'rebuilt':>8s}{'torch':>8s}"
-        f"{'w/torch':>8s}{'w/kept':>7s}{'w/rebuilt':>10s}"
+        f"\n{'layer':12s}{'N,C,HxW':>14s} |{'dW: F2':>8s}{'F4':>8s}{'kept':>8s}{'rebuilt':>8s}"
+        f"{'torch':>8s}{'best/torch':>11s}"
     )
     for name, N, C, size in layers:
         t = {key: v * 1e3 for key, v in weight_grad(N, C, size, args.rounds).items()}
-        wino = t["dw wino"]
+        row = [t[f"dw {k}"] for k in ("F2", "F4", "kept", "rebuilt", "torch")]
         print(
-            f"{name:12s}{f'{N},{C},{size}x{size}':>14s} |{wino:9.2f}{t['dw kept']:8.2f}"
-            f"{t['dw rebuilt']:8.2f}{t['dw torch']:8.2f}{wino / t['dw torch']:8.2f}"
-            f"{wino / t['dw kept']:7.2f}{wino / t['dw rebuilt']:10.2f}",
+            f"{name:12s}{f'{N},{C},{size}x{size}':>14s} |"
+            + "".join(f"{v:8.2f}" for v in row)
+            + f"{min(row[:4]) / row[4]:11.2f}",
             flush=True,
         )
     print("dW engine: kept = GEMM on the forward's im2col matrix; rebuilt = im2col, then the GEMM")

@@ -137,7 +137,14 @@ def test_planner_conv_kernels():
     assert kernel((1, 256, 56, 56), (256, 256, 3, 3), args, 4, True) == "winograd"  # wide
     assert kernel((1, 256, 56, 56), (256, 256, 3, 3), args, 4, False) == "winograd"
     assert kernel((1, 512, 14, 14), (512, 512, 3, 3), args, 4, True) == "kept"  # small map
-    assert kernel((1, 64, 224, 224), (64, 64, 3, 3), args, 4, True) == "kept"  # 64 channels
+    assert kernel((1, 64, 224, 224), (64, 64, 3, 3), args, 4, True) == "winograd"  # big map
+    assert kernel((8, 64, 32, 32), (64, 64, 3, 3), args, 4, True) == "kept"  # 64 ch, 32x32
+    tile = plan.winograd_tile
+    assert [tile((c, c, 3, 3), args, (s, s)) for c, s in ((64, 56), (128, 28), (512, 14))] == [
+        4,
+        2,
+        None,
+    ]
     strided = normalize_conv_args(3, 2, 1, 1)
     assert kernel((1, 256, 56, 56), (256, 256, 3, 3), strided, 4, True) == "kept"
     assert kernel((1, 16, 8, 8), (16, 16, 3, 3), args, 4, True) == "kept"  # small
@@ -196,12 +203,16 @@ def test_conv2d_layer_takes_the_blocked_kernel_and_matches_torch(xp, device, tin
     assert_close(layer.bias.grad, bt.grad, "bias.grad (two steps)")
 
 
+@pytest.mark.parametrize("tile", [2, 4])
 @pytest.mark.parametrize("padding", [0, 1, 2])
-def test_conv2d_layer_takes_winograd_and_equals_the_textbook(xp, device, monkeypatch, padding):
+def test_conv2d_layer_takes_winograd_and_equals_the_textbook(
+    xp, device, monkeypatch, padding, tile
+):
     """Small layers reach the Winograd kernel when its thresholds are lowered: two steps (dW
     accumulating), forward, dx, dW and db equal to the textbook's."""
-    monkeypatch.setitem(plan.RULES, "winograd_min_channels", 1)
-    monkeypatch.setitem(plan.RULES, "winograd_min_side", 1)
+    for m in (4, 2):
+        monkeypatch.setitem(plan.RULES, f"winograd_f{m}_min_channels", 1)
+        monkeypatch.setitem(plan.RULES, f"winograd_f{m}_min_side", 1 if m == tile else 10**6)
     manual_seed(0)
     layer = Conv2d(3, 4, 3, padding=padding).double().to(device)
     rng = np.random.default_rng(3)
@@ -213,10 +224,12 @@ def test_conv2d_layer_takes_winograd_and_equals_the_textbook(xp, device, monkeyp
         with fast.enabled() if engine else fast.disabled():
             for _ in range(2):
                 y = layer(x)
-                kind = type(layer.__dict__["_cache"][1]).__name__
+                cache = layer.__dict__["_cache"][1]
+                kind = type(cache).__name__
                 dx = layer.backward(dy)
-        results[engine] = (y, dx, layer.weight.grad.copy(), layer.bias.grad.copy(), kind)
-    assert results[True][4] == "WinogradCache" and results[False][4] == "Conv2dCache"
+        grads = (layer.weight.grad.copy(), layer.bias.grad.copy())
+        results[engine] = (y, dx, *grads, kind, getattr(cache, "m", None))
+    assert results[True][4:] == ("WinogradCache", tile) and results[False][4] == "Conv2dCache"
     for what, a, t in zip(("y", "dx", "dw", "db"), results[True], results[False], strict=False):
         assert_same_as_textbook(a, t, f"winograd layer {what}")
 

@@ -1,6 +1,6 @@
-"""Winograd F(2x2, 3x3) equals the textbook's conv2d, its dX and dW (float64, <= 1e-12 relative)
-on awkward shapes and in every block shape; float32 within 2e-6 of the largest value of each on
-VGG-like layers."""
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3) equal the textbook's conv2d, its dX and dW (float64,
+<= 1e-12 relative) on awkward shapes and in every block shape; float32 within 2e-6 (m = 2) and
+3e-5 (m = 4) of the largest value of each on VGG-like layers."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from tests.helpers import assert_close, assert_same_as_textbook
 from tinyfcn import functional as F
 from tinyfcn.fast.winograd import (
     _block_shape,
+    filter_transform,
+    transform_matrices,
     winograd_conv3x3,
     winograd_input_grad,
     winograd_weight_grad,
@@ -32,6 +34,8 @@ CASES = {
 }
 IDS = list(CASES)
 BUDGETS = {"whole": None, "tile-row": 1, "20kB": 20_000}
+TILES = [2, 4]  # m of F(m x m, 3x3)
+FLOAT32_REL = {2: 2e-6, 4: 3e-5}
 
 
 def arrays(xp, name: str, seed: int):
@@ -48,58 +52,64 @@ def arrays(xp, name: str, seed: int):
 
 @pytest.mark.parametrize("budget", list(BUDGETS))
 @pytest.mark.parametrize("name", IDS)
-def test_forward_equals_textbook(xp, name, budget):
+@pytest.mark.parametrize("m", TILES)
+def test_forward_equals_textbook(xp, name, budget, m):
     (x, w, b, _, p), (y, _, _) = arrays(xp, name, seed=IDS.index(name))
     x_before = x.copy()
-    assert_same_as_textbook(winograd_conv3x3(x, w, b, p, BUDGETS[budget]), y, f"{name} y")
-    assert_same_as_textbook(winograd_conv3x3(x, w, None, p), y - b.reshape(1, -1, 1, 1), "no b")
+    assert_same_as_textbook(winograd_conv3x3(x, w, b, p, BUDGETS[budget], m), y, f"{name} y")
+    no_b = y - b.reshape(1, -1, 1, 1)
+    assert_same_as_textbook(winograd_conv3x3(x, w, None, p, m=m), no_b, "no b")
     assert_close(x, x_before, f"{name} x unchanged", rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("budget", list(BUDGETS))
 @pytest.mark.parametrize("name", IDS)
-def test_input_grad_equals_textbook(xp, name, budget):
+@pytest.mark.parametrize("m", TILES)
+def test_input_grad_equals_textbook(xp, name, budget, m):
     (_, w, _, dy, p), (_, dx, _) = arrays(xp, name, seed=50 + IDS.index(name))
     dy_before = dy.copy()
-    assert_same_as_textbook(winograd_input_grad(dy, w, p, BUDGETS[budget]), dx, f"{name} dx")
+    assert_same_as_textbook(winograd_input_grad(dy, w, p, BUDGETS[budget], m), dx, f"{name} dx")
     assert_close(dy, dy_before, f"{name} dy unchanged", rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("budget", list(BUDGETS))
 @pytest.mark.parametrize("name", IDS)
-def test_weight_grad_equals_textbook(xp, name, budget):
+@pytest.mark.parametrize("m", TILES)
+def test_weight_grad_equals_textbook(xp, name, budget, m):
     (x, _, _, dy, p), (_, _, dw) = arrays(xp, name, seed=80 + IDS.index(name))
     x_before, dy_before = x.copy(), dy.copy()
-    assert_same_as_textbook(winograd_weight_grad(x, dy, p, BUDGETS[budget]), dw, f"{name} dw")
+    assert_same_as_textbook(winograd_weight_grad(x, dy, p, BUDGETS[budget], m), dw, f"{name} dw")
     assert_close(x, x_before, f"{name} x unchanged", rtol=0, atol=0)
     assert_close(dy, dy_before, f"{name} dy unchanged", rtol=0, atol=0)
 
 
-def test_every_block_shape_gives_the_same_output(xp):
+@pytest.mark.parametrize("m", TILES)
+def test_every_block_shape_gives_the_same_output(xp, m):
     """Budgets from one tile row to the whole batch: blocks of rows within a sample and blocks
     of samples both occur, and all give the textbook's output."""
     rng = np.random.default_rng(7)
-    x = xp.asarray(rng.standard_normal((3, 2, 9, 10)))
+    x = xp.asarray(rng.standard_normal((3, 2, 4 * m + 1, 4 * m + 2)))
     w = xp.asarray(rng.standard_normal((4, 2, 3, 3)))
     y = F.conv2d(x, w, None, 1, 1)
     shapes = {}
     for budget in np.geomspace(1, 10**6, 60).astype(int):
-        shapes.setdefault(_block_shape(3, 5, 5, 2, 4, 8, int(budget)), int(budget))
+        shapes.setdefault(_block_shape(3, 5, 5, 2, 4, 8, int(budget), m), int(budget))
     assert any(1 < rows < 5 for n, rows in shapes) and any(1 < n < 3 for n, rows in shapes)
     dy = xp.asarray(rng.standard_normal(y.shape))
     dw = F.conv2d_weight_grad(dy, F.im2col(x, 3, 1, 1), w.shape)
     for (n, rows), budget in shapes.items():
-        ours = winograd_conv3x3(x, w, None, 1, budget)
+        ours = winograd_conv3x3(x, w, None, 1, budget, m)
         assert_same_as_textbook(ours, y, f"blocks of {n} samples x {rows} tile rows")
-        ours = winograd_weight_grad(x, dy, 1, budget)
+        ours = winograd_weight_grad(x, dy, 1, budget, m)
         assert_same_as_textbook(ours, dw, f"dw, blocks of {n} samples x {rows} tile rows")
 
 
+@pytest.mark.parametrize("m", TILES)
 @pytest.mark.parametrize("N, C, O, size", [(1, 64, 64, 20), (2, 128, 96, 9), (1, 3, 16, 11)])
-def test_float32_error_on_vgg_like_layers(xp, N, C, O, size):
+def test_float32_error_on_vgg_like_layers(xp, N, C, O, size, m):
     """He-scaled weights, post-ReLU inputs (RGB-like for 3 channels): y, dx and dw in float32
-    within 2e-6 of max |y| (|dx|, |dw|) of the float64 textbook; measured at most 7e-7 for y and
-    dx on 64-512 channel layers at 14 to 224 pixels."""
+    within FLOAT32_REL[m] of max |y| (|dx|, |dw|) of the float64 textbook; measured at most 7e-7
+    (m = 2) and 1.7e-5 (m = 4) on 16-512 channel layers at 28 to 224 pixels."""
     rng = np.random.default_rng(C)
     x = rng.standard_normal((N, C, size, size))
     x = x * 60 if C == 3 else np.maximum(x, 0)
@@ -109,13 +119,28 @@ def test_float32_error_on_vgg_like_layers(xp, N, C, O, size):
     dy = rng.standard_normal(y.shape)
     dx, dw, _ = F.conv2d_backward(dy, cache)
     x32, w32, b32, dy32 = (xp.asarray(a, dtype=np.float32) for a in (x, w, b, dy))
-    y32 = winograd_conv3x3(x32, w32, b32, 1)
-    dx32 = winograd_input_grad(dy32, w32, 1)
-    dw32 = winograd_weight_grad(x32, dy32, 1)
+    y32 = winograd_conv3x3(x32, w32, b32, 1, m=m)
+    dx32 = winograd_input_grad(dy32, w32, 1, m=m)
+    dw32 = winograd_weight_grad(x32, dy32, 1, m=m)
     assert y32.dtype == dx32.dtype == dw32.dtype == np.float32
-    assert_same_as_textbook(y32, y, "float32 y", rel=2e-6)
-    assert_same_as_textbook(dx32, dx, "float32 dx", rel=2e-6)
-    assert_same_as_textbook(dw32, dw, "float32 dw", rel=2e-6)
+    for ours, textbook, what in ((y32, y, "y"), (dx32, dx, "dx"), (dw32, dw, "dw")):
+        assert_same_as_textbook(ours, textbook, f"float32 {what}", rel=FLOAT32_REL[m])
+
+
+def test_transform_matrices_satisfy_the_tile_identity():
+    """For one tile and one channel, A^T [(G g G^T) * (B^T d B)] A is the 3x3 correlation of d
+    with g (every output of the m x m block), and the kron forms are the per-tile transforms."""
+    rng = np.random.default_rng(3)
+    for m in TILES:
+        kb, kg, ka = transform_matrices(m)
+        d, g = rng.standard_normal((m + 2, m + 2)), rng.standard_normal((3, 3))
+        y = ka @ ((kg @ g.ravel()) * (kb @ d.ravel()))
+        expected = [(d[i : i + 3, j : j + 3] * g).sum() for i in range(m) for j in range(m)]
+        np.testing.assert_allclose(y, expected, rtol=0, atol=1e-12)
+        u = filter_transform(g.reshape(1, 1, 3, 3), m)
+        np.testing.assert_allclose(u.ravel(), kg @ g.ravel(), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"m in \(2, 4\), got 3"):
+        transform_matrices(3)
 
 
 def test_errors_name_the_problem():

@@ -11,10 +11,12 @@ case                       kernel                        why (measured gain)
 conv, no backward          ``conv_chunked``: im2col in   conv1_2 of the paper net at 500x500 would
 (inference, ``no_grad``)   blocks of output rows, one    build a 1.1 GB matrix; a 2 MiB block stays
                            shared workspace              in cache (64 ch at 224: 41 -> 36 ms)
-conv 3x3, stride 1, >= 128 ``winograd``: F(2x2, 3x3),    2.25x fewer multiplications; the transforms
-channels in and out, a     16 GEMMs; dX and dW by        cost more than that saves on thinner or
-map of >= 28x28            Winograd too; keeps x         smaller layers (one thread, under load:
-(conv2_2 ... conv4_3)                                    conv3_2 fwd 92 -> 54 ms, dX 92 -> 55)
+conv 3x3 stride 1: >= 64   ``winograd``: F(4x4, 3x3)     4x (2.25x) fewer multiplications; the
+channels in and out on a   (F(2x2, 3x3)); dX and dW by   transforms cost more than that saves on
+map >= 56x56 (conv1_2 ...  Winograd too; keeps x         thinner or smaller layers; 4x4 tiles
+conv3_3), >= 128 on a map                                leave too few tiles per GEMM at 28x28
+>= 28x28 (conv4_x)                                       (conv3_2 fwd+dX+dW, 2 threads: im2col 81,
+                                                         F2 64, F4 53 ms; conv4_2: 82, 67, 95)
 conv, training, thin       ``conv_blocked``: the same    the matrix is 9x the input: writing and
 patch (C*kh*kw <= 512)     blocks, rebuilt in backward;  re-reading it is all memory traffic (16 ch
 on a big map (>= 4 MiB)    no matrix kept                at 8x128x128 fwd+bwd: 57 -> 47 ms)
@@ -84,10 +86,12 @@ RULES = {
     # dW as (cols @ dY2^T)^T: at most this many output channels, at least this many pixels
     "transposed_dw_max_channels": 128,
     "transposed_dw_min_pixels": 256,
-    # Winograd F(2x2, 3x3): 3x3 stride-1 convs with this many channels in and out, on maps of at
-    # least this side
-    "winograd_min_channels": 128,
-    "winograd_min_side": 28,
+    # Winograd F(m x m, 3x3) for 3x3 stride-1 convs with this many channels in and out, on maps
+    # of at least this side: F(4x4, 3x3) first, else F(2x2, 3x3)
+    "winograd_f4_min_channels": 64,
+    "winograd_f4_min_side": 56,
+    "winograd_f2_min_channels": 128,
+    "winograd_f2_min_side": 28,
     # BLAS threads for training a network this small (forward GFLOP per step)
     "small_network_blas_threads": 1,
     "small_network_max_gflops": 1.0,
@@ -113,12 +117,7 @@ def conv2d_kernel(x_shape, weight_shape, args, itemsize: int, need_backward: boo
     """Which kernel computes this convolution: "winograd", "chunked", "blocked" or "kept"."""
     k, s, p, d = args
     Ho, Wo = conv_output_shape("conv2d", tuple(x_shape[2:]), k, s, p, d)
-    winograd = k == (3, 3) and s == d == (1, 1) and max(p) <= 2
-    if (
-        winograd
-        and min(weight_shape[:2]) >= RULES["winograd_min_channels"]
-        and min(Ho, Wo) >= RULES["winograd_min_side"]
-    ):
+    if winograd_tile(weight_shape, args, (Ho, Wo)) is not None:
         return "winograd"
     if not need_backward:
         return "chunked"
@@ -127,6 +126,22 @@ def conv2d_kernel(x_shape, weight_shape, args, itemsize: int, need_backward: boo
         return "kept"
     cols_bytes = patch * x_shape[0] * Ho * Wo * itemsize
     return "blocked" if cols_bytes >= RULES["blocked_min_cols_bytes"] else "kept"
+
+
+def winograd_tile(weight_shape, args, out_hw) -> int | None:
+    """m of the Winograd F(m x m, 3x3) that computes this convolution, or None: 4 (4x fewer
+    multiplications) on big maps, 2 on smaller maps of wider layers (4x4 tiles would leave too
+    few tiles per GEMM), None for thin or small layers and for any other kernel or stride."""
+    k, s, p, d = args
+    if not (k == (3, 3) and s == d == (1, 1) and max(p) <= 2):
+        return None
+    for m in (4, 2):
+        if (
+            min(weight_shape[:2]) >= RULES[f"winograd_f{m}_min_channels"]
+            and min(out_hw) >= RULES[f"winograd_f{m}_min_side"]
+        ):
+            return m
+    return None
 
 
 def transposed_dw(out_channels: int, pixels: int) -> bool:
@@ -180,8 +195,9 @@ def conv2d_forward(
     patch = weight[0].size
     kernel = conv2d_kernel(x.shape, weight.shape, args, x.itemsize, need_backward)
     if kernel == "winograd":
-        y = winograd_conv3x3(x, weight, bias, args[2])
-        return y, (WinogradCache(x, weight, bias is not None, args) if need_backward else None)
+        m = winograd_tile(weight.shape, args, out_hw)
+        y = winograd_conv3x3(x, weight, bias, args[2], m=m)
+        return y, (WinogradCache(x, weight, bias is not None, args, m) if need_backward else None)
     if kernel == "chunked":
         block = forward_block_bytes(patch, x.itemsize)
         return conv2d_chunked(x, weight, bias, *args, out_hw, block), None
@@ -200,6 +216,7 @@ class WinogradCache:
     weight: Any
     has_bias: bool
     args: tuple  # (kernel, stride, padding, dilation) as pairs
+    m: int  # the output tile side of F(m x m, 3x3)
 
 
 def conv2d_backward(dy: Any, cache: Any, *, dw_out: Any = None):
@@ -211,11 +228,12 @@ def conv2d_backward(dy: Any, cache: Any, *, dw_out: Any = None):
     out_hw = conv_output_shape("conv2d backward", x_shape[2:], k, s, p, d)
     check_grad_shape("conv2d", dy, (x_shape[0], weight.shape[0]) + out_hw)
     if isinstance(cache, WinogradCache):
-        dw = winograd_weight_grad(cache.x, dy, p)
+        dw = winograd_weight_grad(cache.x, dy, p, m=cache.m)
         if dw_out is not None:
             dw_out[...] = dw
         db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
-        return winograd_input_grad(dy, weight, p), dw if dw_out is None else dw_out, db
+        dx = winograd_input_grad(dy, weight, p, m=cache.m)
+        return dx, dw if dw_out is None else dw_out, db
     dx_block = dx_conv_block_bytes(weight.shape, x_shape, cache.args, dy.itemsize)
     if isinstance(cache, BlockedConvCache):
         patch = weight[0].size

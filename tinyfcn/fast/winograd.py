@@ -1,81 +1,130 @@
-"""Winograd F(2x2, 3x3): a 3x3 stride-1 convolution with 2.25x fewer multiplications than im2col.
+"""Winograd F(m x m, 3x3): a 3x3 stride-1 convolution with 2.25x (m = 2) or 4x (m = 4) fewer
+multiplications than im2col.
 
 Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (CVPR 2016). The padded input
-is cut into overlapping 4x4 tiles d at stride 2 (tile (i, j) starts at padded pixel (2i, 2j)); each
-tile gives a 2x2 block of the output::
+is cut into overlapping (m+2)x(m+2) tiles d at stride m (tile (i, j) starts at padded pixel
+(m i, m j)); each tile gives an m x m block of the output::
 
-    Y = A^T [ (G g G^T) * (B^T d B) ] A          (* elementwise, 4x4; g the 3x3 kernel)
+    Y = A^T [ (G g G^T) * (B^T d B) ] A          (* elementwise, (m+2)x(m+2); g the 3x3 kernel)
 
-        B^T = [[1,  0, -1,  0],    G = [[  1,    0,    0],    A^T = [[1, 1,  1,  0],
-               [0,  1,  1,  0],         [1/2,  1/2,  1/2],           [0, 1, -1, -1]]
-               [0, -1,  1,  0],         [1/2, -1/2,  1/2],
-               [0,  1,  0, -1]]         [  0,    0,    1]]
+F(2x2, 3x3), 4x4 tiles::
 
-Summed over input channels, the elementwise product at each of the 16 positions (a, b) of the
-transformed tile is one GEMM over all tiles of the batch::
+    B^T = [[1,  0, -1,  0],    G = [[  1,    0,    0],    A^T = [[1, 1,  1,  0],
+           [0,  1,  1,  0],         [1/2,  1/2,  1/2],           [0, 1, -1, -1]]
+           [0, -1,  1,  0],         [1/2, -1/2,  1/2],
+           [0,  1,  0, -1]]         [  0,    0,    1]]
 
-    U[ab] = (G g G^T)[a, b]     (O, C)        the filter transform, once per call
-    V[ab] = (B^T d B)[a, b]     (C, tiles)    the input transform: 4x the input (16 per 4 pixels)
-    M[ab] = U[ab] @ V[ab]       (O, tiles)    16 GEMMs (``xp.matmul``, batched)
-    y tile = A^T M A            (O, 2x2)      the output transform
+F(4x4, 3x3), 6x6 tiles (polynomial interpolation at 0, 1, -1, 2, -2 and infinity)::
 
-Multiplications: 16 per 4 outputs per (c, o) instead of 9 per output: 36/16 = 2.25x fewer.
+    B^T = [[4,  0, -5,  0, 1, 0],    G = [[ 1/4,     0,    0],    A^T = [[1, 1,  1, 1,  1, 0],
+           [0, -4, -4,  1, 1, 0],         [-1/6, -1/6, -1/6],           [0, 1, -1, 2, -2, 0],
+           [0,  4, -4, -1, 1, 0],         [-1/6,  1/6, -1/6],           [0, 1,  1, 4,  4, 0],
+           [0, -2, -1,  2, 1, 0],         [1/24, 1/12,  1/6],           [0, 1, -1, 8, -8, 1]]
+           [0,  2, -1, -2, 1, 0],         [1/24,-1/12,  1/6],
+           [0,  4,  0, -5, 0, 1]]         [   0,    0,    1]]
+
+A transform X -> P X Q^T of every tile, flattened row by row, is one matrix kron(P, Q) applied to
+the (m+2)^2 values of each tile: for all tiles and channels at once, one GEMM. With t = (m+2)^2::
+
+    D[uv] = d[u, v] of every tile     (t, C, tiles)    gathered: t / m^2 x the input
+    V = kron(B^T, B^T) @ D            (t, C, tiles)    the input transform, one GEMM
+    U = kron(G, G) @ g                (t, O, C)        the filter transform, one GEMM
+    M[ab] = U[ab] @ V[ab]             (t, O, tiles)    t GEMMs (``xp.matmul``, batched)
+    Y = kron(A^T, A^T) @ M            (m^2, O, tiles)  the output transform, one GEMM
+
+Multiplications in the t GEMMs: t per m^2 outputs per (c, o) instead of 9 per output: 16/4 = 4
+(2.25x fewer) for m = 2, 36/16 = 2.25 (4x fewer) for m = 4; the transforms add t^2 / m^2 per
+(c, tile) and t per (o, tile), small beside O and C GEMM columns.
 Shapes: x (N, C, H, W), weight (O, C, 3, 3) -> y (N, O, Ho, Wo), Ho = H + 2P - 2 (likewise Wo).
-An odd Ho or Wo is padded to whole tiles (zeros) and the extra output row or column cropped.
+A map that is not a whole number of tiles is padded (zeros) and the extra outputs cropped.
 
-Memory: V, M and the intermediates hold ~28 (C + O) numbers per tile (14x the input where C = O;
-im2col's matrix is 9x). They are built in blocks of samples, or of tile rows within one sample,
-of at most ``block_bytes`` (the engine's im2col budget, 128 MiB, unless given: conv1_2 at
-224x224 needs 180 MB, so two blocks of 83 and 29 tile rows), in reused workspaces.
+Memory: the blocks of samples, or of tile rows within one sample, hold at most ``block_bytes``
+(the engine's im2col budget, 128 MiB, unless given) of gathered, transformed and product tiles,
+in reused workspaces.
 
-Rounding, relative to max |y| against the float64 textbook: float64 ~5e-16; float32 2e-7 to
-7e-7 on VGG-like layers (He-scaled weights, post-ReLU inputs; 64 to 512 channels), up to 2x
-im2col's own float32 error (the transforms add and subtract before the GEMM). Tested: 1e-12 in
-float64, 2e-6 in float32 (``tests/test_fast_winograd.py``).
+Rounding, relative to max |y| (|dx|, |dw|) against the float64 textbook: float64 ~1e-14.
+float32 on VGG-like layers (He-scaled weights, post-ReLU inputs; 16 to 512 channels, 28 to 224
+pixels): m = 2 2e-7 to 7e-7, up to 2x im2col's own; m = 4 3e-6 to 1.7e-5, 10x to 40x im2col's:
+its matrices hold 4, 5, 8 and 1/24, and the input transform sums terms of up to 25 times an
+input. Tested: 1e-12 in float64; float32 within 2e-6 (m = 2) and 3e-5 (m = 4)
+(``tests/test_fast_winograd.py``).
 
 Gradients: at stride 1, dX is the 3x3 convolution of dY with the flipped, channel-swapped kernel
 and padding 2 - P (as ``conv_blocked.conv2d_input_grad_as_conv``): ``winograd_input_grad``. dW
-differentiates the tile formula: ``winograd_weight_grad``, 16 GEMMs summing over the tiles.
+differentiates the tile formula: ``winograd_weight_grad``, t GEMMs summing over the tiles.
 
-Where it pays (``benchmarks/winograd_bench.py``; 2-core EPYC shared with other jobs, one BLAS
-thread, float32, two runs; Winograd's time / the engine's im2col kernel's): forward 0.6-0.9, dX
-0.6-0.8, dW 0.5-0.9 on conv2_2 to conv4_2 at 224x224 (128-512 channels, 112 to 28 pixels); not
-on conv1_2 (64 channels, 1.0-1.3), conv5_2 (14 pixels, 0.9-1.5) or at width 1/4 (16-128
-channels, 1.0-2.9), where the transforms' memory passes cost more than the GEMMs save. Two BLAS
-threads on a busy machine make its 16 short GEMMs each wait for the second thread: time it on a
-quiet one.
+Where each pays is the planner's table (``plan.py``); measurements in ``docs/performance.md``
+(``benchmarks/winograd_bench.py``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..backend import get_array_module
 from ..functional._checks import check_nchw, pair
 from ..functional.conv import check_conv2d_args, check_conv_inputs, flip_transpose
 from .workspace import im2col_budget, workspace
 
-B_T = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
-G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
-A_T = ((1, 1, 1, 0), (0, 1, -1, -1))
+# (B^T, G, A^T) of F(m x m, 3x3), by output tile side m
+MATRICES = {
+    2: (
+        ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1)),
+        ((1, 0, 0), (1 / 2, 1 / 2, 1 / 2), (1 / 2, -1 / 2, 1 / 2), (0, 0, 1)),
+        ((1, 1, 1, 0), (0, 1, -1, -1)),
+    ),
+    4: (
+        (
+            (4, 0, -5, 0, 1, 0),
+            (0, -4, -4, 1, 1, 0),
+            (0, 4, -4, -1, 1, 0),
+            (0, -2, -1, 2, 1, 0),
+            (0, 2, -1, -2, 1, 0),
+            (0, 4, 0, -5, 0, 1),
+        ),
+        (
+            (1 / 4, 0, 0),
+            (-1 / 6, -1 / 6, -1 / 6),
+            (-1 / 6, 1 / 6, -1 / 6),
+            (1 / 24, 1 / 12, 1 / 6),
+            (1 / 24, -1 / 12, 1 / 6),
+            (0, 0, 1),
+        ),
+        ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1)),
+    ),
+}
+
+
+def transform_matrices(m: int, xp: Any = np, dtype: Any = np.float64):
+    """kron(B^T, B^T) (t, t), kron(G, G) (t, 9), kron(A^T, A^T) (m^2, t) of F(m x m, 3x3), t =
+    (m+2)^2: each applies its transform to every tile flattened row by row."""
+    if m not in MATRICES:
+        raise ValueError(
+            f"Winograd F(m x m, 3x3) is implemented for m in {tuple(MATRICES)}, got {m}"
+        )
+    return tuple(xp.asarray(np.kron(a, a), dtype=dtype) for a in map(np.array, MATRICES[m]))
 
 
 def winograd_conv3x3(
-    x: Any, weight: Any, bias: Any = None, padding=1, block_bytes: int | None = None
+    x: Any, weight: Any, bias: Any = None, padding=1, block_bytes: int | None = None, m: int = 2
 ) -> Any:
-    """y = conv2d(x, weight, bias, stride 1, padding) by Winograd F(2x2, 3x3).
+    """y = conv2d(x, weight, bias, stride 1, padding) by Winograd F(m x m, 3x3).
 
     x (N, C, H, W), weight (O, C, 3, 3), bias (O,) or None -> y (N, O, H + 2P - 2, W + 2P - 2).
-    ``block_bytes``: the most transformed-tile memory held at once (default ``im2col_budget()``).
+    ``block_bytes``: the most tile memory held at once (default ``im2col_budget()``).
     """
     op = "winograd_conv3x3"
     (k, _, p, _), out_hw = check_conv2d_args(op, x, weight, bias, 1, padding, 1)
     if k != (3, 3):
         raise ValueError(f"{op} computes 3x3 convolutions only, got a {k[0]}x{k[1]} kernel")
-    return _winograd(x, weight, bias, p, out_hw, block_bytes)
+    return _winograd(x, weight, bias, p, out_hw, block_bytes, m)
 
 
-def winograd_input_grad(dy: Any, weight: Any, padding=1, block_bytes: int | None = None) -> Any:
+def winograd_input_grad(
+    dy: Any, weight: Any, padding=1, block_bytes: int | None = None, m: int = 2
+) -> Any:
     """dX of y = conv2d(x, weight, stride 1, padding), by Winograd: the 3x3 convolution of dY
     with ``flip_transpose(weight)`` and padding 2 - P (a negative padding crops dY).
 
@@ -98,18 +147,22 @@ def winograd_input_grad(dy: Any, weight: Any, padding=1, block_bytes: int | None
     if min(out_hw) < 1:
         raise ValueError(f"{op}: dy of shape {tuple(dy.shape)} with padding {p} has no input")
     w_flip = get_array_module(weight).ascontiguousarray(flip_transpose(weight))  # (C, O, 3, 3)
-    return _winograd(dy, w_flip, None, p_dx, out_hw, block_bytes)
+    return _winograd(dy, w_flip, None, p_dx, out_hw, block_bytes, m)
 
 
-def winograd_weight_grad(x: Any, dy: Any, padding=1, block_bytes: int | None = None) -> Any:
+def winograd_weight_grad(
+    x: Any, dy: Any, padding=1, block_bytes: int | None = None, m: int = 2
+) -> Any:
     """dW of y = conv2d(x, weight, stride 1, padding) for a 3x3 weight, by Winograd.
 
     x (N, C, H, W), dy (N, O, H + 2P - 2, W + 2P - 2) -> dw (O, C, 3, 3). The gradient of
-    Y = A^T [U * V] A with respect to U is (A dY A^T) * V, summed over the tiles: 16 GEMMs
+    Y = A^T [U * V] A with respect to U is (A dY A^T) * V, summed over the tiles: t GEMMs
     (O, tiles) @ (tiles, C); then dW = G^T dU G (the filter transform's adjoint)::
 
-        dU[ab] = sum over tiles of (A dY_t A^T)[a, b] (O, 1) x V_t[a, b] (1, C)
-        dW[o, c] = G^T dU[o, c] G                                    (4x4 -> 3x3)
+        E = dY's m x m output tiles                       (m^2, O, tiles)
+        dM = kron(A^T, A^T)^T @ E                         (t, O, tiles)
+        dU[ab] = sum over tiles of dM[ab] @ V[ab]^T       (t, O, C)
+        dW = kron(G, G)^T @ dU                            (9, O, C)
     """
     op = "winograd_weight_grad"
     check_nchw(x, op)
@@ -125,67 +178,74 @@ def winograd_weight_grad(x: Any, dy: Any, padding=1, block_bytes: int | None = N
             f"x {tuple(x.shape)} and padding {p}, got {tuple(dy.shape)}"
         )
     xp = get_array_module(x, dy)
-    th, tw = (out_hw[0] + 1) // 2, (out_hw[1] + 1) // 2
-    du = xp.zeros((16, O, C), dtype=x.dtype)
-    nb, rb = _block_shape(N, th, tw, C, O, x.itemsize, block_bytes or im2col_budget())
+    kb, kg, ka = transform_matrices(m, xp, x.dtype)
+    t = kb.shape[0]
+    th, tw = -(-out_hw[0] // m), -(-out_hw[1] // m)
+    du = xp.zeros((t, O, C), dtype=x.dtype)
+    nb, rb = _block_shape(N, th, tw, C, O, x.itemsize, block_bytes or im2col_budget(), m)
     for n0 in range(0, N, nb):
         xs = x[n0 : n0 + nb].transpose(1, 0, 2, 3)
         dys = dy[n0 : n0 + nb].transpose(1, 0, 2, 3)  # (O, nb, Ho, Wo)
         for r0 in range(0, th, rb):
             r1 = min(th, r0 + rb)
-            v = _input_transform(xs, p, r0, r1, tw).reshape(16, C, -1)
-            z = _grad_transform(dys, r0, r1, tw).reshape(16, O, -1)
-            du += xp.matmul(z, v.transpose(0, 2, 1))
-    g = xp.asarray(G, dtype=x.dtype)
-    dw = (xp.kron(g, g).T @ du.reshape(16, O * C)).reshape(3, 3, O, C)
+            v = _input_transform(xs, p, r0, r1, tw, kb, m)  # (t, C, tiles)
+            e = _gather_tiles(dys, (0, 0), r0, r1, tw, m, m, "winograd_E")
+            dm = _workspace(xp, x.dtype, "winograd_M", (t, O, v.shape[2]))
+            xp.matmul(ka.T, e.reshape(m * m, -1), out=dm.reshape(t, -1))
+            du += xp.matmul(dm, v.transpose(0, 2, 1))
+    dw = (kg.T @ du.reshape(t, O * C)).reshape(3, 3, O, C)
     return xp.ascontiguousarray(dw.transpose(2, 3, 0, 1))
 
 
-def filter_transform(weight: Any) -> Any:
-    """U = G g G^T for every (o, c): (O, C, 3, 3) -> (16, O, C), position a*4 + b first.
+def filter_transform(weight: Any, m: int = 2) -> Any:
+    """U = G g G^T for every (o, c): (O, C, 3, 3) -> (t, O, C), position a (m+2) + b first.
 
-    One GEMM: U[4a + b] = sum_ij G[a, i] G[b, j] g[:, :, i, j], i.e. kron(G, G) (16, 9) times
-    the weight as (9, O*C), not O*C tiny 4x3 products (``G @ weight @ G.T`` loops over them).
-    """
+    One GEMM: kron(G, G) (t, 9) times the weight as (9, O*C), not O*C tiny products."""
     xp = get_array_module(weight)
     O, C = weight.shape[:2]
-    g = xp.asarray(G, dtype=weight.dtype)
-    return (xp.kron(g, g) @ weight.reshape(O * C, 9).T).reshape(16, O, C)
+    kg = transform_matrices(m, xp, weight.dtype)[1]
+    return (kg @ weight.reshape(O * C, 9).T).reshape(-1, O, C)
 
 
-def _winograd(x: Any, weight: Any, bias: Any, p, out_hw, block_bytes: int | None) -> Any:
+def _winograd(x: Any, weight: Any, bias: Any, p, out_hw, block_bytes: int | None, m: int) -> Any:
     """The convolution of x (padded by p; negative p crops) with a 3x3 weight, in blocks."""
     xp = get_array_module(x, weight, bias)
     N, C = x.shape[:2]
     O = weight.shape[0]
-    th, tw = (out_hw[0] + 1) // 2, (out_hw[1] + 1) // 2  # tiles per column and per row
-    u = filter_transform(weight)
-    y6 = xp.empty((N, O, th, 2, tw, 2), dtype=x.dtype)  # y6[n, o, i, r, j, c] = y[2i + r, 2j + c]
-    nb, rb = _block_shape(N, th, tw, C, O, x.itemsize, block_bytes or im2col_budget())
+    kb, _, ka = transform_matrices(m, xp, x.dtype)
+    t = kb.shape[0]
+    th, tw = -(-out_hw[0] // m), -(-out_hw[1] // m)  # tiles per column and per row
+    u = filter_transform(weight, m)
+    y6 = xp.empty((N, O, th, m, tw, m), dtype=x.dtype)  # y6[n, o, i, r, j, c] = y[m i + r, m j + c]
+    nb, rb = _block_shape(N, th, tw, C, O, x.itemsize, block_bytes or im2col_budget(), m)
     for n0 in range(0, N, nb):
         xs = x[n0 : n0 + nb].transpose(1, 0, 2, 3)  # (C, nb, H, W): the GEMM's column order
         for r0 in range(0, th, rb):
             r1 = min(th, r0 + rb)
-            v = _input_transform(xs, p, r0, r1, tw)  # (16, C, nb, rows, tw)
-            m = _workspace(xp, x.dtype, "winograd_M", (16, O) + v.shape[2:])
-            xp.matmul(u, v.reshape(16, C, -1), out=m.reshape(16, O, -1))
-            out = y6[n0 : n0 + nb, :, r0:r1].transpose(1, 0, 2, 3, 4, 5)  # (O, nb, rows, 2, tw, 2)
-            _output_transform(m, out)
-    y = y6.reshape(N, O, 2 * th, 2 * tw)
-    if (2 * th, 2 * tw) != tuple(out_hw):
+            v = _input_transform(xs, p, r0, r1, tw, kb, m)  # (t, C, tiles)
+            mt = _workspace(xp, x.dtype, "winograd_M", (t, O, v.shape[2]))
+            xp.matmul(u, v, out=mt)
+            yt = _workspace(xp, x.dtype, "winograd_Y", (m, m, O, xs.shape[1], r1 - r0, tw))
+            xp.matmul(ka, mt.reshape(t, -1), out=yt.reshape(m * m, -1))
+            out = y6[n0 : n0 + nb, :, r0:r1].transpose(1, 0, 2, 3, 4, 5)  # (O, nb, rows, m, tw, m)
+            for r in range(m):
+                for c in range(m):
+                    out[:, :, :, r, :, c] = yt[r, c]
+    y = y6.reshape(N, O, m * th, m * tw)
+    if (m * th, m * tw) != tuple(out_hw):
         y = xp.ascontiguousarray(y[:, :, : out_hw[0], : out_hw[1]])
     if bias is not None:
         y += bias.reshape(1, O, 1, 1)
     return y
 
 
-def _block_shape(N: int, th: int, tw: int, C: int, O: int, itemsize: int, budget: int):
+def _block_shape(N: int, th: int, tw: int, C: int, O: int, itemsize: int, budget: int, m: int = 2):
     """(samples, tile rows) per block: whole samples where one fits in ``budget`` bytes, else
     tile rows of one sample (at least one row)."""
-    # per tile row of one sample, in units of tw: on the input side the padded slab 4C, B^T d 8C,
-    # V 16C; on the output side M 16O and A^T M 8O (forward), or the dY slab 4O, A dY 8O and
-    # Z 16O (dW); plus the slab's and B^T d's two extra columns
-    row_bytes = itemsize * (tw * 28 * (C + O) + 12 * C)
+    # per tile, t = (m+2)^2: the padded slab (m^2) + gathered D + V (2t) per input channel; M (t)
+    # + Y (m^2) per output channel, or for dW dY's slab and E (2 m^2) + dM (t); rounded up
+    t = (m + 2) ** 2
+    row_bytes = itemsize * (tw + 1) * (m + 2) * ((m + 2 * t) * C + (t + 2 * m * m) * O) // m
     rows = max(1, budget // row_bytes)
     if rows >= th:
         return max(1, min(N, rows // th)), th
@@ -200,75 +260,31 @@ def _workspace(xp: Any, dtype: Any, name: str, shape: tuple) -> Any:
     return workspace(xp, dtype, size, name)[:size].reshape(shape)
 
 
-def _combine(coefficients, terms, out: Any) -> None:
-    """out = sum_i coefficients[i] * terms[i] for coefficients 0, 1 or -1 (rows of B^T and A^T,
-    columns of A^T), as ufuncs writing into ``out``; never -1 for the first two nonzero ones."""
-    xp = get_array_module(out)
-    nonzero = [(c, t) for c, t in zip(coefficients, terms, strict=True) if c != 0]
-    if len(nonzero) == 1:
-        c0, t0 = nonzero[0]
-        if c0 == 1:
-            out[...] = t0
-        else:
-            xp.negative(t0, out=out)
-        return
-    (c0, t0), (c1, t1) = nonzero[:2]
-    if c0 == 1:
-        (xp.add if c1 == 1 else xp.subtract)(t0, t1, out=out)
-    else:
-        xp.subtract(t1, t0, out=out)  # -t0 + t1
-    for c, t in nonzero[2:]:
-        (xp.add if c == 1 else xp.subtract)(out, t, out=out)
-
-
-def _input_transform(xs: Any, p, r0: int, r1: int, tw: int) -> Any:
-    """V = B^T d B for tile rows r0..r1 of every tile of xs (C, nb, H, W) padded by p:
-    (16, C, nb, r1 - r0, tw) in a workspace. Rows first (B^T d), then columns (. B), on the
-    padded slab with even and odd columns apart (``_padded_columns_split``)."""
+def _gather_tiles(xs: Any, p, r0: int, r1: int, tw: int, m: int, side: int, name: str) -> Any:
+    """D (side^2, C, nb * (r1 - r0) * tw): value (u, v) of every side x side tile at stride m
+    in tile rows r0..r1 of xs (C, nb, H, W) padded by p (zeros past its edges)."""
     xp = get_array_module(xs)
     C, nb = xs.shape[:2]
     rows = r1 - r0
-    slab = _workspace(xp, xs.dtype, "winograd_slab", (C, nb, 2 * rows + 2, 2, tw + 1))
-    _padded_columns_split(xs, p, 2 * r0, slab)
-    bd = _workspace(xp, xs.dtype, "winograd_BTd", (4, C, nb, rows, 2, tw + 1))
-    tile_rows = [slab[:, :, i : i + 2 * rows : 2] for i in range(4)]  # row i of every tile
-    for a in range(4):
-        _combine(B_T[a], tile_rows, bd[a])
-    v = _workspace(xp, xs.dtype, "winograd_V", (4, 4, C, nb, rows, tw))
-    for a in range(4):
-        # column j of tile t is padded column 2t + j: even/odd column t + j // 2
-        tile_columns = [bd[a][..., j % 2, j // 2 : j // 2 + tw] for j in range(4)]
-        for b in range(4):
-            _combine(B_T[b], tile_columns, v[a, b])
-    return v.reshape(16, C, nb, rows, tw)
+    slab = _workspace(
+        xp, xs.dtype, "winograd_slab", (C, nb, m * rows + side - m, m * tw + side - m)
+    )
+    _padded_rows(xs, p, m * r0, slab)
+    d = _workspace(xp, xs.dtype, name, (side, side, C, nb, rows, tw))
+    for u in range(side):
+        for v in range(side):
+            d[u, v] = slab[:, :, u : u + m * rows : m, v : v + m * tw : m]
+    return d.reshape(side * side, C, -1)
 
 
-def _grad_transform(dys: Any, r0: int, r1: int, tw: int) -> Any:
-    """Z = A dY A^T for the 2x2 output tiles of rows r0..r1 of dys (O, nb, Ho, Wo), zeros past
-    its edge: (16, O, nb, r1 - r0, tw) in a workspace. A = (A^T)^T, so A's rows are A^T's
-    columns."""
-    xp = get_array_module(dys)
-    O, nb = dys.shape[:2]
-    rows = r1 - r0
-    a_cols = list(zip(*A_T, strict=True))  # rows of A: (1, 0), (1, 1), (1, -1), (0, -1)
-    slab = _workspace(xp, dys.dtype, "winograd_dy", (O, nb, 2 * rows, 2, tw))
-    _padded_columns_split(dys, (0, 0), 2 * r0, slab)
-    ad = _workspace(xp, dys.dtype, "winograd_Ady", (4, O, nb, rows, 2, tw))
-    for a in range(4):
-        _combine(a_cols[a], [slab[:, :, r : 2 * rows : 2] for r in range(2)], ad[a])
-    z = _workspace(xp, dys.dtype, "winograd_Z", (4, 4, O, nb, rows, tw))
-    for a in range(4):
-        for b in range(4):
-            _combine(a_cols[b], [ad[a][..., c, :] for c in range(2)], z[a, b])
-    return z.reshape(16, O, nb, rows, tw)
-
-
-def _padded_columns_split(xs: Any, p, lo: int, out: Any) -> None:
-    """out (C, nb, h, 2, w) = rows lo..lo+h of xs padded by p, padded column 2t + q at
-    out[..., q, t]: the tiles' column slices are then contiguous, not strided by 2."""
-    for q in range(2):
-        s = (q - p[1]) % 2  # the first column of xs that lands on parity q
-        _padded_rows(xs[..., s::2], (p[0], (s + p[1] - q) // 2), lo, out[..., q, :])
+def _input_transform(xs: Any, p, r0: int, r1: int, tw: int, kb: Any, m: int) -> Any:
+    """V = B^T d B for every tile of tile rows r0..r1 of xs (C, nb, H, W) padded by p:
+    (t, C, tiles), one GEMM with kron(B^T, B^T) on the gathered tiles."""
+    xp = get_array_module(xs)
+    d = _gather_tiles(xs, p, r0, r1, tw, m, m + 2, "winograd_D")
+    v = _workspace(xp, xs.dtype, "winograd_V", d.shape)
+    xp.matmul(kb, d.reshape(kb.shape[0], -1), out=v.reshape(kb.shape[0], -1))
+    return v
 
 
 def _padded_rows(xs: Any, p, lo: int, out: Any) -> None:
@@ -286,16 +302,3 @@ def _padded_rows(xs: Any, p, lo: int, out: Any) -> None:
     inner[..., :c0] = 0
     inner[..., c1:] = 0
     inner[..., c0:c1] = xs[:, :, r0 - p[0] : r1 - p[0], c0 - p[1] : c1 - p[1]]
-
-
-def _output_transform(m: Any, out: Any) -> None:
-    """out[:, :, :, r, :, c] = (A^T M A)[r, c] for M (16, O, nb, rows, tw): rows, then columns."""
-    xp = get_array_module(m)
-    m = m.reshape((4, 4) + m.shape[1:])
-    am = _workspace(xp, m.dtype, "winograd_ATM", (2, 4) + m.shape[2:])
-    for r in range(2):
-        for b in range(4):
-            _combine(A_T[r], [m[a, b] for a in range(4)], am[r, b])
-    for r in range(2):
-        for c in range(2):
-            _combine(A_T[c], [am[r, b] for b in range(4)], out[:, :, :, r, :, c])
