@@ -60,23 +60,26 @@ def check_grads(name, ours, textbook) -> None:
 
 @pytest.mark.parametrize("name", IDS)
 @pytest.mark.parametrize("block", list(BLOCKS))
-def test_chunked_forward_equals_textbook(xp, name, block):
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_chunked_forward_equals_textbook(xp, name, block, threads):
     (x, w, b, _), textbook, args, out_hw = textbook_and_args(xp, name, seed=IDS.index(name))
-    y = conv2d_chunked(x, w, b, *args, out_hw, BLOCKS[block])
-    assert_same_as_textbook(y, textbook[0], f"{name} chunked ({block})")
+    y = conv2d_chunked(x, w, b, *args, out_hw, BLOCKS[block], threads)
+    assert_same_as_textbook(y, textbook[0], f"{name} chunked ({block}, {threads} threads)")
 
 
 @pytest.mark.parametrize("name", IDS)
 @pytest.mark.parametrize("block", list(BLOCKS))
-def test_blocked_training_conv_equals_textbook(xp, name, block):
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_blocked_training_conv_equals_textbook(xp, name, block, threads):
+    """Also with the samples shared out among threads (shares.py): dW summed over shares."""
     (x, w, b, dy), textbook, args, out_hw = textbook_and_args(xp, name, seed=100 + IDS.index(name))
     x_before, dy_before = x.copy(), dy.copy()
     for dw_transposed in (False, True):
         for dx_name, dx_block in dx_options(args).items():
-            y, cache = conv2d_blocked_forward(x, w, b, *args, out_hw, BLOCKS[block])
+            y, cache = conv2d_blocked_forward(x, w, b, *args, out_hw, BLOCKS[block], threads)
             assert_same_as_textbook(y, textbook[0], f"{name} blocked output")
             grads = conv2d_blocked_backward(dy, cache, dw_transposed, dx_block)
-            what = f"{name} blocked ({block}, dW^T {dw_transposed}, {dx_name})"
+            what = f"{name} blocked ({block}, {threads} threads, dW^T {dw_transposed}, {dx_name})"
             check_grads(what, grads, textbook)
     assert_close(x, x_before, f"{name} x unchanged", rtol=0, atol=0)
     assert_close(dy, dy_before, f"{name} dy unchanged", rtol=0, atol=0)
@@ -170,6 +173,27 @@ def test_planner_dw_order():
     assert not plan.transposed_dw(512, 50176) and not plan.transposed_dw(16, 8)
 
 
+def test_planner_shares_samples_of_thin_convs_among_blas_threads(monkeypatch):
+    """Threads = OpenBLAS's count for a thin conv (patch >= 64, >= 64x64 pixels) of >= 2 samples
+    in NumPy; one otherwise (conv1_1's patch of 27, a 32x32 map, one sample, one BLAS thread)."""
+    monkeypatch.setattr(plan, "get_blas_threads", lambda: 2)
+    x = np.zeros((8, 16, 1, 1), np.float32)  # only its shape and array type are read
+    assert plan.sample_threads(x, 16 * 9, (128, 128)) == 2
+    assert plan.sample_threads(x, 16 * 9, (64, 64)) == 2
+    assert plan.sample_threads(x, 32 * 9, (32, 32)) == 1
+    assert plan.sample_threads(x, 3 * 9, (128, 128)) == 1
+    assert plan.sample_threads(x[:1], 16 * 9, (128, 128)) == 1
+    monkeypatch.setattr(plan, "get_blas_threads", lambda: None)  # no OpenBLAS found
+    assert plan.sample_threads(x, 16 * 9, (128, 128)) == 1
+    monkeypatch.setattr(plan, "get_blas_threads", lambda: 1)  # the demo's single thread
+    assert plan.sample_threads(x, 16 * 9, (128, 128)) == 1
+    # each thread's forward block within the budget
+    patch = 16 * 9
+    assert plan.forward_block_bytes(patch, 4, 2) == plan.forward_block_bytes(patch, 4)
+    monkeypatch.setattr(plan, "im2col_budget", lambda: 10**6)
+    assert plan.forward_block_bytes(patch, 4, 4) == 250_000
+
+
 # --- through the layer -----------------------------------------------------------------------
 
 
@@ -198,6 +222,40 @@ def test_conv2d_layer_takes_the_blocked_kernel_and_matches_torch(xp, device, tin
     for _ in range(2):
         TF.conv2d(xt, wt, bt, padding=1).backward(to_torch(dy))
     assert_close(y, TF.conv2d(to_torch(x), wt.detach(), bt.detach(), padding=1), "output")
+    assert_close(dx, xt.grad / 2, "dx")
+    assert_close(layer.weight.grad, wt.grad, "weight.grad (two steps)")
+    assert_close(layer.bias.grad, bt.grad, "bias.grad (two steps)")
+
+
+def test_conv2d_layer_shares_samples_among_threads_and_matches_torch(
+    xp, device, tiny_blocks, monkeypatch
+):
+    """Training and inference through the layer with samples shared out among 3 threads: the
+    cache says so, and two accumulated steps equal torch's."""
+    monkeypatch.setattr(plan, "get_blas_threads", lambda: 3)
+    monkeypatch.setitem(plan.RULES, "shared_min_patch", 0)
+    monkeypatch.setitem(plan.RULES, "shared_min_pixels", 0)
+    manual_seed(0)
+    layer = Conv2d(3, 4, 3, padding=1).double().to(device)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 3, 9, 10))
+    dy = rng.standard_normal((5, 4, 9, 10))
+    expected_threads = 3 if xp is np else 1  # CuPy: no sharing
+    with fast.enabled():
+        for _ in range(2):
+            y = layer(xp.asarray(x))
+            assert layer.__dict__["_cache"][1].threads == expected_threads
+            dx = layer.backward(xp.asarray(dy))
+        with no_grad():
+            y_inference = layer(xp.asarray(x))
+    xt = to_torch(x, requires_grad=True)
+    wt = to_torch(layer.weight.data, requires_grad=True)
+    bt = to_torch(layer.bias.data, requires_grad=True)
+    for _ in range(2):
+        TF.conv2d(xt, wt, bt, padding=1).backward(to_torch(dy))
+    y_torch = TF.conv2d(to_torch(x), wt.detach(), bt.detach(), padding=1)
+    assert_close(y, y_torch, "output")
+    assert_close(y_inference, y_torch, "output under no_grad")
     assert_close(dx, xt.grad / 2, "dx")
     assert_close(layer.weight.grad, wt.grad, "weight.grad (two steps)")
     assert_close(layer.bias.grad, bt.grad, "bias.grad (two steps)")

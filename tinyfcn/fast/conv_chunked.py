@@ -9,7 +9,8 @@ pass keeps no matrix for a backward, so it can build it a few rows at a time:
         y[n, :, r0:r1] = W2 @ im2col(slab)              (the same im2col, padding 0)
 
 The result equals ``functional.conv2d`` (same products; only BLAS's blocking of the sums can
-differ). All blocks of all layers share one workspace (``workspace.py``).
+differ). All blocks of all layers share one workspace (``workspace.py``); where samples are shared
+out among threads (``shares.py``), each thread has its own.
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ from typing import Any
 from ..backend import get_array_module
 from ..functional.conv import columns_as_batch, is_pointwise, pad2d, pixels_as_columns
 from .im2col import im2col_into
+from .shares import run_shares
 from .workspace import workspace
 
 
-def conv2d_chunked(x: Any, weight: Any, bias: Any, k, s, p, d, out_hw, block_bytes: int) -> Any:
+def conv2d_chunked(
+    x: Any, weight: Any, bias: Any, k, s, p, d, out_hw, block_bytes: int, threads: int = 1
+) -> Any:
     """conv2d forward, (N, C, H, W) -> (N, O, Ho, Wo), never holding more than ``block_bytes``
-    of im2col matrix (at least one output row)."""
+    of im2col matrix (at least one output row) per thread; ``threads`` > 1: samples shared out
+    among that many threads (``shares.py``), each with its own block."""
     xp = get_array_module(x, weight, bias)
     N = x.shape[0]
     O = weight.shape[0]
@@ -36,16 +41,20 @@ def conv2d_chunked(x: Any, weight: Any, bias: Any, k, s, p, d, out_hw, block_byt
     else:
         y = xp.empty((N, O, Ho, Wo), dtype=x.dtype)
         rows = min(Ho, max(1, block_bytes // (patch * Wo * x.itemsize)))
-        buffer = workspace(xp, x.dtype, patch * Wo * rows)
-        for n in range(N):
-            x_pad = pad2d(x[n : n + 1], p)
-            for r0 in range(0, Ho, rows):
-                r1 = min(Ho, r0 + rows)
-                slab = x_pad[:, :, r0 * s[0] : (r1 - 1) * s[0] + d[0] * (k[0] - 1) + 1]
-                block = buffer[: patch * Wo * (r1 - r0)].reshape(patch, (r1 - r0) * Wo)
-                im2col_into(block, slab, k, s, d, (r1 - r0, Wo))
-                rows_of_y = y[n].reshape(O, Ho * Wo)[:, r0 * Wo : r1 * Wo]  # a view
-                xp.matmul(w2, block, out=rows_of_y)
+
+        def convolve(share: int, samples: range) -> None:
+            buffer = workspace(xp, x.dtype, patch * Wo * rows, f"cols{share or ''}")
+            for n in samples:
+                x_pad = pad2d(x[n : n + 1], p)
+                for r0 in range(0, Ho, rows):
+                    r1 = min(Ho, r0 + rows)
+                    slab = x_pad[:, :, r0 * s[0] : (r1 - 1) * s[0] + d[0] * (k[0] - 1) + 1]
+                    block = buffer[: patch * Wo * (r1 - r0)].reshape(patch, (r1 - r0) * Wo)
+                    im2col_into(block, slab, k, s, d, (r1 - r0, Wo))
+                    rows_of_y = y[n].reshape(O, Ho * Wo)[:, r0 * Wo : r1 * Wo]  # a view
+                    xp.matmul(w2, block, out=rows_of_y)
+
+        run_shares(convolve, N, threads)
     if bias is not None:
         y += bias.reshape(1, O, 1, 1)
     return y

@@ -23,6 +23,11 @@ on a big map (>= 4 MiB)    no matrix kept                at 8x128x128 fwd+bwd: 5
 conv, training, other      ``conv_kept``: the textbook   no fresh matrix each step; dW written
                            im2col + GEMM into the        into ``.grad``; W2^T @ dY2 written into
                            layer's spare matrix          the dead matrix before col2im
+chunked or blocked conv    whole samples across          OpenBLAS's second thread gains nothing on
+of >= 2 samples, patch     threads (``shares.py``), one  a (16, 144) weight; a thread per sample
+>= 64, map >= 64x64        BLAS thread each              overlaps copies and GEMMs (conv1_2 at
+(conv1_2, conv2_x at 1/4)                                width 1/4, 8x128x128, fwd+bwd: 46-71 ->
+                                                         28-42 ms)
 dX of a stride-1 conv      ``conv2d_input_grad_as_conv`` no col2im read-modify-write passes (16 ch
 with O <= C, |W| <= |dX|   conv of dY, flipped kernel    at 8x128x128, 1 thread: 40 -> 14 ms); not
                                                          3 -> 64 ch (11 ms col2im, 33 as a conv)
@@ -48,6 +53,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import functional as F
+from ..backend import get_array_module
+from ..blas import get_blas_threads
 from ..functional.conv import check_conv2d_args, check_grad_shape, conv_output_shape
 from ..functional.conv_transpose import (
     check_conv_transpose2d_args,
@@ -92,6 +99,11 @@ RULES = {
     "winograd_f4_min_side": 56,
     "winograd_f2_min_channels": 128,
     "winograd_f2_min_side": 28,
+    # whole samples across threads (shares.py) for a thin blocked or forward-only conv of
+    # several samples: a patch this long at least (not conv1_1's 27), this many output pixels
+    # a sample at least (64x64: conv3_1 at width 1/4, 32x32, gains nothing)
+    "shared_min_patch": 64,
+    "shared_min_pixels": 4096,
     # BLAS threads for training a network this small (forward GFLOP per step)
     "small_network_blas_threads": 1,
     "small_network_max_gflops": 1.0,
@@ -108,9 +120,21 @@ def block_bytes(patch: int, itemsize: int) -> int:
     return max(RULES["block_bytes"], patch * itemsize * RULES["block_min_pixels"])
 
 
-def forward_block_bytes(patch: int, itemsize: int) -> int:
-    """The same for a forward-only pass, never above the memory budget ``im2col_budget()``."""
-    return min(block_bytes(patch, itemsize), im2col_budget())
+def forward_block_bytes(patch: int, itemsize: int, threads: int = 1) -> int:
+    """The same for a forward-only pass on ``threads`` threads, each with its own block, never
+    above the memory budget ``im2col_budget()`` in all."""
+    return min(block_bytes(patch, itemsize), max(1, im2col_budget() // threads))
+
+
+def sample_threads(x: Any, patch: int, out_hw) -> int:
+    """How many threads share out the samples of a blocked or forward-only convolution
+    (``shares.py``): OpenBLAS's thread count for a thin conv of several samples in NumPy, else 1
+    (CuPy has its own parallelism; one BLAS thread, as for the demo, means one)."""
+    if get_array_module(x).__name__ != "numpy" or x.shape[0] < 2:
+        return 1
+    if patch < RULES["shared_min_patch"] or out_hw[0] * out_hw[1] < RULES["shared_min_pixels"]:
+        return 1
+    return get_blas_threads() or 1
 
 
 def conv2d_kernel(x_shape, weight_shape, args, itemsize: int, need_backward: bool) -> str:
@@ -152,7 +176,7 @@ def transposed_dw(out_channels: int, pixels: int) -> bool:
     )
 
 
-def dx_conv_block_bytes(weight_shape, x_shape, args, itemsize: int) -> int | None:
+def dx_conv_block_bytes(weight_shape, x_shape, args, itemsize: int, threads: int = 1) -> int | None:
     """Block size for dX as a convolution of dY where that pays, else None (col2im).
 
     It needs stride 1 and P <= D(K-1); it pays where im2col(dY) is no larger than im2col(x)
@@ -163,7 +187,7 @@ def dx_conv_block_bytes(weight_shape, x_shape, args, itemsize: int) -> int | Non
     n_dx = x_shape[0] * x_shape[1] * x_shape[2] * x_shape[3]
     fits = all(p[a] <= d[a] * (k[a] - 1) for a in range(2))
     if s == (1, 1) and fits and O <= C and O * C * k[0] * k[1] <= n_dx:
-        return forward_block_bytes(O * k[0] * k[1], itemsize)
+        return forward_block_bytes(O * k[0] * k[1], itemsize, threads)
     return None
 
 
@@ -199,12 +223,13 @@ def conv2d_forward(
         y = winograd_conv3x3(x, weight, bias, args[2], m=m)
         return y, (WinogradCache(x, weight, bias is not None, args, m) if need_backward else None)
     if kernel == "chunked":
-        block = forward_block_bytes(patch, x.itemsize)
-        return conv2d_chunked(x, weight, bias, *args, out_hw, block), None
+        threads = sample_threads(x, patch, out_hw)
+        block = forward_block_bytes(patch, x.itemsize, threads)
+        return conv2d_chunked(x, weight, bias, *args, out_hw, block, threads), None
     if kernel == "blocked":
-        return conv2d_blocked_forward(
-            x, weight, bias, *args, out_hw, block_bytes(patch, x.itemsize)
-        )
+        threads = sample_threads(x, patch, out_hw)
+        block = block_bytes(patch, x.itemsize)
+        return conv2d_blocked_forward(x, weight, bias, *args, out_hw, block, threads)
     return conv2d_kept_forward(x, weight, bias, *args, out_hw, owner)
 
 
@@ -234,7 +259,8 @@ def conv2d_backward(dy: Any, cache: Any, *, dw_out: Any = None):
         db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
         dx = winograd_input_grad(dy, weight, p, m=cache.m)
         return dx, dw if dw_out is None else dw_out, db
-    dx_block = dx_conv_block_bytes(weight.shape, x_shape, cache.args, dy.itemsize)
+    threads = cache.threads if isinstance(cache, BlockedConvCache) else 1
+    dx_block = dx_conv_block_bytes(weight.shape, x_shape, cache.args, dy.itemsize, threads)
     if isinstance(cache, BlockedConvCache):
         patch = weight[0].size
         rows = max(1, min(out_hw[0], cache.block_bytes // (patch * out_hw[1] * dy.itemsize)))
