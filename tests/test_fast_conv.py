@@ -178,6 +178,7 @@ def test_planner_shares_samples_of_thin_convs_among_blas_threads(monkeypatch):
     in NumPy; one otherwise (conv1_1's patch of 27, a 32x32 map, one sample, one BLAS thread)."""
     monkeypatch.setattr(plan, "get_blas_threads", lambda: 2)
     x = np.zeros((8, 16, 1, 1), np.float32)  # only its shape and array type are read
+    assert plan.share_threads(x[:1]) == 2  # Winograd's blocks: any batch
     assert plan.sample_threads(x, 16 * 9, (128, 128)) == 2
     assert plan.sample_threads(x, 16 * 9, (64, 64)) == 2
     assert plan.sample_threads(x, 32 * 9, (32, 32)) == 1

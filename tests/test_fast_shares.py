@@ -13,6 +13,7 @@ import pytest
 from tinyfcn.blas import blas_threads, get_blas_threads
 from tinyfcn.fast.conv_blocked import conv2d_blocked_backward, conv2d_blocked_forward
 from tinyfcn.fast.shares import run_shares, sample_shares
+from tinyfcn.fast.winograd import winograd_weight_grad
 
 
 def test_sample_shares_are_round_robin_and_never_empty():
@@ -81,3 +82,13 @@ def test_shared_blocked_conv_gives_the_same_numbers_every_run():
     for later in runs[1:]:
         for a, b in zip(runs[0], later, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_shared_winograd_weight_grad_gives_the_same_numbers_every_run():
+    """dU summed over the shares of blocks in share order, bit for bit each time (float32)."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 8, 13, 12)).astype(np.float32)
+    dy = rng.standard_normal((3, 6, 13, 12)).astype(np.float32)
+    runs = [winograd_weight_grad(x, dy, 1, 5000, 4, threads=2) for _ in range(3)]
+    for later in runs[1:]:
+        np.testing.assert_array_equal(runs[0], later)

@@ -53,10 +53,12 @@ def arrays(xp, name: str, seed: int):
 @pytest.mark.parametrize("budget", list(BUDGETS))
 @pytest.mark.parametrize("name", IDS)
 @pytest.mark.parametrize("m", TILES)
-def test_forward_equals_textbook(xp, name, budget, m):
+@pytest.mark.parametrize("threads", [1, 3])  # 3: the blocks shared out among threads
+def test_forward_equals_textbook(xp, name, budget, m, threads):
     (x, w, b, _, p), (y, _, _) = arrays(xp, name, seed=IDS.index(name))
     x_before = x.copy()
-    assert_same_as_textbook(winograd_conv3x3(x, w, b, p, BUDGETS[budget], m), y, f"{name} y")
+    ours = winograd_conv3x3(x, w, b, p, BUDGETS[budget], m, threads)
+    assert_same_as_textbook(ours, y, f"{name} y ({threads} threads)")
     no_b = y - b.reshape(1, -1, 1, 1)
     assert_same_as_textbook(winograd_conv3x3(x, w, None, p, m=m), no_b, "no b")
     assert_close(x, x_before, f"{name} x unchanged", rtol=0, atol=0)
@@ -65,20 +67,24 @@ def test_forward_equals_textbook(xp, name, budget, m):
 @pytest.mark.parametrize("budget", list(BUDGETS))
 @pytest.mark.parametrize("name", IDS)
 @pytest.mark.parametrize("m", TILES)
-def test_input_grad_equals_textbook(xp, name, budget, m):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_input_grad_equals_textbook(xp, name, budget, m, threads):
     (_, w, _, dy, p), (_, dx, _) = arrays(xp, name, seed=50 + IDS.index(name))
     dy_before = dy.copy()
-    assert_same_as_textbook(winograd_input_grad(dy, w, p, BUDGETS[budget], m), dx, f"{name} dx")
+    ours = winograd_input_grad(dy, w, p, BUDGETS[budget], m, threads)
+    assert_same_as_textbook(ours, dx, f"{name} dx ({threads} threads)")
     assert_close(dy, dy_before, f"{name} dy unchanged", rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("budget", list(BUDGETS))
 @pytest.mark.parametrize("name", IDS)
 @pytest.mark.parametrize("m", TILES)
-def test_weight_grad_equals_textbook(xp, name, budget, m):
+@pytest.mark.parametrize("threads", [1, 3])  # 3: dU summed over the shares
+def test_weight_grad_equals_textbook(xp, name, budget, m, threads):
     (x, _, _, dy, p), (_, _, dw) = arrays(xp, name, seed=80 + IDS.index(name))
     x_before, dy_before = x.copy(), dy.copy()
-    assert_same_as_textbook(winograd_weight_grad(x, dy, p, BUDGETS[budget], m), dw, f"{name} dw")
+    ours = winograd_weight_grad(x, dy, p, BUDGETS[budget], m, threads)
+    assert_same_as_textbook(ours, dw, f"{name} dw ({threads} threads)")
     assert_close(x, x_before, f"{name} x unchanged", rtol=0, atol=0)
     assert_close(dy, dy_before, f"{name} dy unchanged", rtol=0, atol=0)
 

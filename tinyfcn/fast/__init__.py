@@ -1,7 +1,8 @@
 """The engine: every kernel that exists for speed, behind one planner and one switch.
 
 ``tinyfcn.functional`` is the textbook; this package computes the same numbers faster (blocked
-im2col, reused buffers, dX as a convolution, the dW GEMM order, subpixel upsampling, the 2x2 pool).
+im2col, reused buffers, dX as a convolution, the dW GEMM order, Winograd, subpixel upsampling,
+the 2x2 pool, work shared out among CPU threads).
 ``plan.py`` alone decides which kernel runs; its docstring is the table. ``disabled()`` (or
 ``TINYFCN_FAST=0``) runs everything on the textbook alone::
 

@@ -13,10 +13,11 @@ conv, no backward          ``conv_chunked``: im2col in   conv1_2 of the paper ne
                            shared workspace              in cache (64 ch at 224: 41 -> 36 ms)
 conv 3x3 stride 1: >= 64   ``winograd``: F(4x4, 3x3)     4x (2.25x) fewer multiplications; the
 channels in and out on a   (F(2x2, 3x3)); dX and dW by   transforms cost more than that saves on
-map >= 56x56 (conv1_2 ...  Winograd too; keeps x         thinner or smaller layers; 4x4 tiles
-conv3_3), >= 128 on a map                                leave too few tiles per GEMM at 28x28
->= 28x28 (conv4_x)                                       (conv3_2 fwd+dX+dW, 2 threads: im2col 81,
-                                                         F2 64, F4 53 ms; conv4_2: 82, 67, 95)
+map >= 56x56 (conv1_2 ...  Winograd too; keeps x; its    thinner or smaller layers; 4x4 tiles
+conv3_3), >= 128 on a map  blocks shared out among       leave too few tiles per GEMM at 28x28
+>= 28x28 (conv4_x)         threads, 1/T of the budget  (conv3_2 fwd+dX+dW, 2 threads: im2col 81,
+                                                         F2 64, F4 53 ms; conv4_2: 82, 67, 95;
+                                                         shared blocks: conv1_2 142 -> 121 ms)
 conv, training, thin       ``conv_blocked``: the same    the matrix is 9x the input: writing and
 patch (C*kh*kw <= 512)     blocks, rebuilt in backward;  re-reading it is all memory traffic (16 ch
 on a big map (>= 4 MiB)    no matrix kept                at 8x128x128 fwd+bwd: 57 -> 47 ms)
@@ -126,15 +127,22 @@ def forward_block_bytes(patch: int, itemsize: int, threads: int = 1) -> int:
     return min(block_bytes(patch, itemsize), max(1, im2col_budget() // threads))
 
 
+def share_threads(x: Any) -> int:
+    """How many threads may share out a kernel's work (``shares.py``): OpenBLAS's thread count
+    in NumPy, else 1 (CuPy has its own parallelism; one BLAS thread, as for the demo, means one)."""
+    if get_array_module(x).__name__ != "numpy":
+        return 1
+    return get_blas_threads() or 1
+
+
 def sample_threads(x: Any, patch: int, out_hw) -> int:
-    """How many threads share out the samples of a blocked or forward-only convolution
-    (``shares.py``): OpenBLAS's thread count for a thin conv of several samples in NumPy, else 1
-    (CuPy has its own parallelism; one BLAS thread, as for the demo, means one)."""
-    if get_array_module(x).__name__ != "numpy" or x.shape[0] < 2:
+    """How many threads share out the samples of a blocked or forward-only convolution:
+    ``share_threads`` for a thin conv of several samples, else 1."""
+    if x.shape[0] < 2:
         return 1
     if patch < RULES["shared_min_patch"] or out_hw[0] * out_hw[1] < RULES["shared_min_pixels"]:
         return 1
-    return get_blas_threads() or 1
+    return share_threads(x)
 
 
 def conv2d_kernel(x_shape, weight_shape, args, itemsize: int, need_backward: bool) -> str:
@@ -220,7 +228,7 @@ def conv2d_forward(
     kernel = conv2d_kernel(x.shape, weight.shape, args, x.itemsize, need_backward)
     if kernel == "winograd":
         m = winograd_tile(weight.shape, args, out_hw)
-        y = winograd_conv3x3(x, weight, bias, args[2], m=m)
+        y = winograd_conv3x3(x, weight, bias, args[2], m=m, threads=share_threads(x))
         return y, (WinogradCache(x, weight, bias is not None, args, m) if need_backward else None)
     if kernel == "chunked":
         threads = sample_threads(x, patch, out_hw)
@@ -253,11 +261,12 @@ def conv2d_backward(dy: Any, cache: Any, *, dw_out: Any = None):
     out_hw = conv_output_shape("conv2d backward", x_shape[2:], k, s, p, d)
     check_grad_shape("conv2d", dy, (x_shape[0], weight.shape[0]) + out_hw)
     if isinstance(cache, WinogradCache):
-        dw = winograd_weight_grad(cache.x, dy, p, m=cache.m)
+        threads = share_threads(dy)
+        dw = winograd_weight_grad(cache.x, dy, p, m=cache.m, threads=threads)
         if dw_out is not None:
             dw_out[...] = dw
         db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
-        dx = winograd_input_grad(dy, weight, p, m=cache.m)
+        dx = winograd_input_grad(dy, weight, p, m=cache.m, threads=threads)
         return dx, dw if dw_out is None else dw_out, db
     threads = cache.threads if isinstance(cache, BlockedConvCache) else 1
     dx_block = dx_conv_block_bytes(weight.shape, x_shape, cache.args, dy.itemsize, threads)

@@ -66,6 +66,7 @@ import numpy as np
 from ..backend import get_array_module
 from ..functional._checks import check_nchw, pair
 from ..functional.conv import check_conv2d_args, check_conv_inputs, flip_transpose
+from .shares import run_shares
 from .workspace import im2col_budget, workspace
 
 # (B^T, G, A^T) of F(m x m, 3x3), by output tile side m
@@ -108,22 +109,34 @@ def transform_matrices(m: int, xp: Any = np, dtype: Any = np.float64):
 
 
 def winograd_conv3x3(
-    x: Any, weight: Any, bias: Any = None, padding=1, block_bytes: int | None = None, m: int = 2
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    padding=1,
+    block_bytes: int | None = None,
+    m: int = 2,
+    threads: int = 1,
 ) -> Any:
     """y = conv2d(x, weight, bias, stride 1, padding) by Winograd F(m x m, 3x3).
 
     x (N, C, H, W), weight (O, C, 3, 3), bias (O,) or None -> y (N, O, H + 2P - 2, W + 2P - 2).
-    ``block_bytes``: the most tile memory held at once (default ``im2col_budget()``).
+    ``block_bytes``: the most tile memory held at once (default ``im2col_budget()``); ``threads``
+    > 1: the blocks shared out among that many threads, each with its own (``shares.py``).
     """
     op = "winograd_conv3x3"
     (k, _, p, _), out_hw = check_conv2d_args(op, x, weight, bias, 1, padding, 1)
     if k != (3, 3):
         raise ValueError(f"{op} computes 3x3 convolutions only, got a {k[0]}x{k[1]} kernel")
-    return _winograd(x, weight, bias, p, out_hw, block_bytes, m)
+    return _winograd(x, weight, bias, p, out_hw, block_bytes, m, threads)
 
 
 def winograd_input_grad(
-    dy: Any, weight: Any, padding=1, block_bytes: int | None = None, m: int = 2
+    dy: Any,
+    weight: Any,
+    padding=1,
+    block_bytes: int | None = None,
+    m: int = 2,
+    threads: int = 1,
 ) -> Any:
     """dX of y = conv2d(x, weight, stride 1, padding), by Winograd: the 3x3 convolution of dY
     with ``flip_transpose(weight)`` and padding 2 - P (a negative padding crops dY).
@@ -147,11 +160,16 @@ def winograd_input_grad(
     if min(out_hw) < 1:
         raise ValueError(f"{op}: dy of shape {tuple(dy.shape)} with padding {p} has no input")
     w_flip = get_array_module(weight).ascontiguousarray(flip_transpose(weight))  # (C, O, 3, 3)
-    return _winograd(dy, w_flip, None, p_dx, out_hw, block_bytes, m)
+    return _winograd(dy, w_flip, None, p_dx, out_hw, block_bytes, m, threads)
 
 
 def winograd_weight_grad(
-    x: Any, dy: Any, padding=1, block_bytes: int | None = None, m: int = 2
+    x: Any,
+    dy: Any,
+    padding=1,
+    block_bytes: int | None = None,
+    m: int = 2,
+    threads: int = 1,
 ) -> Any:
     """dW of y = conv2d(x, weight, stride 1, padding) for a 3x3 weight, by Winograd.
 
@@ -181,18 +199,25 @@ def winograd_weight_grad(
     kb, kg, ka = transform_matrices(m, xp, x.dtype)
     t = kb.shape[0]
     th, tw = -(-out_hw[0] // m), -(-out_hw[1] // m)
-    du = xp.zeros((t, O, C), dtype=x.dtype)
-    nb, rb = _block_shape(N, th, tw, C, O, x.itemsize, block_bytes or im2col_budget(), m)
-    for n0 in range(0, N, nb):
-        xs = x[n0 : n0 + nb].transpose(1, 0, 2, 3)
-        dys = dy[n0 : n0 + nb].transpose(1, 0, 2, 3)  # (O, nb, Ho, Wo)
-        for r0 in range(0, th, rb):
-            r1 = min(th, r0 + rb)
-            v = _input_transform(xs, p, r0, r1, tw, kb, m)  # (t, C, tiles)
-            e = _gather_tiles(dys, (0, 0), r0, r1, tw, m, m, "winograd_E")
-            dm = _workspace(xp, x.dtype, "winograd_M", (t, O, v.shape[2]))
+    blocks = _blocks(N, th, tw, C, O, x.itemsize, block_bytes, m, threads)
+
+    def weight_grad(share: int, indices: range) -> Any:
+        """dU summed over these blocks."""
+        du = xp.zeros((t, O, C), dtype=x.dtype)
+        for i in indices:
+            (n0, n1), (r0, r1) = blocks[i]
+            xs = x[n0:n1].transpose(1, 0, 2, 3)
+            dys = dy[n0:n1].transpose(1, 0, 2, 3)  # (O, nb, Ho, Wo)
+            v = _input_transform(xs, p, r0, r1, tw, kb, m, share)  # (t, C, tiles)
+            e = _gather_tiles(dys, (0, 0), r0, r1, tw, m, m, "winograd_E", share)
+            dm = _workspace(xp, x.dtype, f"winograd_M{share or ''}", (t, O, v.shape[2]))
             xp.matmul(ka.T, e.reshape(m * m, -1), out=dm.reshape(t, -1))
             du += xp.matmul(dm, v.transpose(0, 2, 1))
+        return du
+
+    du, *others = run_shares(weight_grad, len(blocks), threads)
+    for du_share in others:  # in share order
+        du += du_share
     dw = (kg.T @ du.reshape(t, O * C)).reshape(3, 3, O, C)
     return xp.ascontiguousarray(dw.transpose(2, 3, 0, 1))
 
@@ -207,7 +232,9 @@ def filter_transform(weight: Any, m: int = 2) -> Any:
     return (kg @ weight.reshape(O * C, 9).T).reshape(-1, O, C)
 
 
-def _winograd(x: Any, weight: Any, bias: Any, p, out_hw, block_bytes: int | None, m: int) -> Any:
+def _winograd(
+    x: Any, weight: Any, bias: Any, p, out_hw, block_bytes: int | None, m: int, threads: int = 1
+) -> Any:
     """The convolution of x (padded by p; negative p crops) with a 3x3 weight, in blocks."""
     xp = get_array_module(x, weight, bias)
     N, C = x.shape[:2]
@@ -217,20 +244,24 @@ def _winograd(x: Any, weight: Any, bias: Any, p, out_hw, block_bytes: int | None
     th, tw = -(-out_hw[0] // m), -(-out_hw[1] // m)  # tiles per column and per row
     u = filter_transform(weight, m)
     y6 = xp.empty((N, O, th, m, tw, m), dtype=x.dtype)  # y6[n, o, i, r, j, c] = y[m i + r, m j + c]
-    nb, rb = _block_shape(N, th, tw, C, O, x.itemsize, block_bytes or im2col_budget(), m)
-    for n0 in range(0, N, nb):
-        xs = x[n0 : n0 + nb].transpose(1, 0, 2, 3)  # (C, nb, H, W): the GEMM's column order
-        for r0 in range(0, th, rb):
-            r1 = min(th, r0 + rb)
-            v = _input_transform(xs, p, r0, r1, tw, kb, m)  # (t, C, tiles)
-            mt = _workspace(xp, x.dtype, "winograd_M", (t, O, v.shape[2]))
+    blocks = _blocks(N, th, tw, C, O, x.itemsize, block_bytes, m, threads)
+
+    def convolve(share: int, indices: range) -> None:
+        suffix = share or ""
+        for i in indices:
+            (n0, n1), (r0, r1) = blocks[i]
+            xs = x[n0:n1].transpose(1, 0, 2, 3)  # (C, nb, H, W): the GEMM's column order
+            v = _input_transform(xs, p, r0, r1, tw, kb, m, share)  # (t, C, tiles)
+            mt = _workspace(xp, x.dtype, f"winograd_M{suffix}", (t, O, v.shape[2]))
             xp.matmul(u, v, out=mt)
-            yt = _workspace(xp, x.dtype, "winograd_Y", (m, m, O, xs.shape[1], r1 - r0, tw))
+            yt = _workspace(xp, x.dtype, f"winograd_Y{suffix}", (m, m, O, n1 - n0, r1 - r0, tw))
             xp.matmul(ka, mt.reshape(t, -1), out=yt.reshape(m * m, -1))
-            out = y6[n0 : n0 + nb, :, r0:r1].transpose(1, 0, 2, 3, 4, 5)  # (O, nb, rows, m, tw, m)
+            out = y6[n0:n1, :, r0:r1].transpose(1, 0, 2, 3, 4, 5)  # (O, nb, rows, m, tw, m)
             for r in range(m):
                 for c in range(m):
                     out[:, :, :, r, :, c] = yt[r, c]
+
+    run_shares(convolve, len(blocks), threads)
     y = y6.reshape(N, O, m * th, m * tw)
     if (m * th, m * tw) != tuple(out_hw):
         y = xp.ascontiguousarray(y[:, :, : out_hw[0], : out_hw[1]])
@@ -252,6 +283,18 @@ def _block_shape(N: int, th: int, tw: int, C: int, O: int, itemsize: int, budget
     return 1, rows
 
 
+def _blocks(N, th, tw, C, O, itemsize, block_bytes, m, threads) -> list:
+    """[((n0, n1), (r0, r1)), ...]: samples n0..n1, tile rows r0..r1 of each block; with
+    ``threads``, each thread's blocks fit in an equal part of the budget."""
+    budget = (block_bytes or im2col_budget()) // max(1, threads)
+    nb, rb = _block_shape(N, th, tw, C, O, itemsize, budget, m)
+    return [
+        ((n0, min(N, n0 + nb)), (r0, min(th, r0 + rb)))
+        for n0 in range(0, N, nb)
+        for r0 in range(0, th, rb)
+    ]
+
+
 def _workspace(xp: Any, dtype: Any, name: str, shape: tuple) -> Any:
     """An array of ``shape`` in the shared workspace ``name`` (contents undefined)."""
     size = 1
@@ -260,29 +303,33 @@ def _workspace(xp: Any, dtype: Any, name: str, shape: tuple) -> Any:
     return workspace(xp, dtype, size, name)[:size].reshape(shape)
 
 
-def _gather_tiles(xs: Any, p, r0: int, r1: int, tw: int, m: int, side: int, name: str) -> Any:
+def _gather_tiles(
+    xs: Any, p, r0: int, r1: int, tw: int, m: int, side: int, name: str, share: int = 0
+) -> Any:
     """D (side^2, C, nb * (r1 - r0) * tw): value (u, v) of every side x side tile at stride m
-    in tile rows r0..r1 of xs (C, nb, H, W) padded by p (zeros past its edges)."""
+    in tile rows r0..r1 of xs (C, nb, H, W) padded by p (zeros past its edges), in the
+    workspaces ``name`` and "winograd_slab" of ``share`` (shares.py)."""
     xp = get_array_module(xs)
     C, nb = xs.shape[:2]
     rows = r1 - r0
-    slab = _workspace(
-        xp, xs.dtype, "winograd_slab", (C, nb, m * rows + side - m, m * tw + side - m)
-    )
+    suffix = share or ""
+    slab_shape = (C, nb, m * rows + side - m, m * tw + side - m)
+    slab = _workspace(xp, xs.dtype, f"winograd_slab{suffix}", slab_shape)
     _padded_rows(xs, p, m * r0, slab)
-    d = _workspace(xp, xs.dtype, name, (side, side, C, nb, rows, tw))
+    d = _workspace(xp, xs.dtype, f"{name}{suffix}", (side, side, C, nb, rows, tw))
     for u in range(side):
         for v in range(side):
             d[u, v] = slab[:, :, u : u + m * rows : m, v : v + m * tw : m]
     return d.reshape(side * side, C, -1)
 
 
-def _input_transform(xs: Any, p, r0: int, r1: int, tw: int, kb: Any, m: int) -> Any:
+def _input_transform(xs: Any, p, r0: int, r1: int, tw: int, kb: Any, m: int, share=0) -> Any:
     """V = B^T d B for every tile of tile rows r0..r1 of xs (C, nb, H, W) padded by p:
-    (t, C, tiles), one GEMM with kron(B^T, B^T) on the gathered tiles."""
+    (t, C, tiles), one GEMM with kron(B^T, B^T) on the gathered tiles (in ``share``'s
+    workspaces)."""
     xp = get_array_module(xs)
-    d = _gather_tiles(xs, p, r0, r1, tw, m, m + 2, "winograd_D")
-    v = _workspace(xp, xs.dtype, "winograd_V", d.shape)
+    d = _gather_tiles(xs, p, r0, r1, tw, m, m + 2, "winograd_D", share)
+    v = _workspace(xp, xs.dtype, f"winograd_V{share or ''}", d.shape)
     xp.matmul(kb, d.reshape(kb.shape[0], -1), out=v.reshape(kb.shape[0], -1))
     return v
 
