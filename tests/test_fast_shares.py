@@ -92,3 +92,18 @@ def test_shared_winograd_weight_grad_gives_the_same_numbers_every_run():
     runs = [winograd_weight_grad(x, dy, 1, 5000, 4, threads=2) for _ in range(3)]
     for later in runs[1:]:
         np.testing.assert_array_equal(runs[0], later)
+
+
+def test_a_forked_child_makes_its_own_pool():
+    """The parent's pool threads do not exist in a forked child: the child must not wait on them."""
+    import multiprocessing
+
+    run_shares(lambda t, s: None, 2, 2)  # the parent's pool exists
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        result = pool.apply_async(run_shares, (_share_and_samples, 4, 2))
+        assert result.get(timeout=20) == [(0, [0, 2]), (1, [1, 3])]
+
+
+def _share_and_samples(share, samples):
+    return share, list(samples)

@@ -16,6 +16,7 @@ numbers every run for a given T (the sum order differs from one thread's, within
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -23,6 +24,8 @@ from typing import Any
 from ..blas import blas_threads
 
 _pools: dict[int, ThreadPoolExecutor] = {}  # workers -> pool, made on first use
+if hasattr(os, "register_at_fork"):  # POSIX: a forked child has none of the pool's threads
+    os.register_at_fork(after_in_child=_pools.clear)
 
 
 def sample_shares(n_samples: int, threads: int) -> list[range]:
