@@ -59,6 +59,10 @@ def test_rows_have_positive_times_and_sane_keys(rows):
     assert conv["fwd"]["tinyfcn_gflops"] > 0 and conv["fwd"]["peak_fraction"] > 0
     pool = next(r for r in out if r["layer"] == "pool5")
     assert pool["flops"] == 0 and pool["tinyfcn_gflops"] is None
+    kernels = {(r["layer"], r["pass"]): r["kernel"] for r in out}  # what the planner ran
+    assert kernels[("conv3_1", "fwd")] == "chunked"  # 128 -> 256 channels on 8x8: no Winograd
+    assert kernels[("conv3_1", "fwd+bwd")] == "kept"
+    assert kernels[("pool5", "fwd")] == kernels[("pool5", "fwd+bwd")] == "pool2x2"
 
 
 def test_json_and_table(rows):
@@ -70,6 +74,8 @@ def test_json_and_table(rows):
     table = format_table(out)
     for name in LAYERS + ["TOTAL"]:
         assert name in table
+    assert "tinyfcn kernel" in table and "pool2x2" in table
+    assert saved["rows"][0]["kernel"] == out[0]["kernel"]
     total = next(t for t in totals(out) if t["layer"] == "TOTAL" and t["pass"] == "fwd")
     assert total["tinyfcn_ms"] == pytest.approx(
         sum(r["tinyfcn_ms"] for r in out if r["pass"] == "fwd")
@@ -205,3 +211,11 @@ def test_main_textbook_runs_tinyfcn_without_its_engine(monkeypatch, capsys):
     assert main(argv.split() + ["--textbook"]) == 0
     assert os.environ["TINYFCN_FAST"] == "0"  # main set it for its own run
     assert "tinyfcn engine (tinyfcn.fast): off: the textbook alone" in capsys.readouterr().out
+
+
+def test_layer_rows_say_textbook_with_the_engine_off():
+    from tinyfcn import fast
+
+    with fast.disabled():
+        out = bench_layers(rounds=1, size=32, layers=["conv3_1", "pool5"], warmup=1, gemm_size=64)
+    assert {r["kernel"] for r in out} == {"textbook"}

@@ -195,6 +195,48 @@ def test_planner_shares_samples_of_thin_convs_among_blas_threads(monkeypatch):
     assert plan.forward_block_bytes(patch, 4, 4) == 250_000
 
 
+@pytest.mark.parametrize(
+    "x_shape, w_shape, padding, need_backward",
+    [
+        ((8, 16, 64, 64), (16, 16, 3, 3), 1, True),  # blocked, samples shared out
+        ((8, 16, 64, 64), (16, 16, 3, 3), 1, False),  # chunked, shared out
+        ((1, 16, 64, 64), (16, 16, 3, 3), 1, True),  # blocked, one sample
+        ((1, 64, 56, 56), (64, 64, 3, 3), 1, True),  # Winograd F(4x4)
+        ((2, 128, 28, 28), (128, 128, 3, 3), 1, False),  # Winograd F(2x2)
+        ((1, 64, 7, 7), (256, 64, 7, 7), 3, True),  # kept (fc6's shape, narrower)
+    ],
+)
+def test_describe_conv2d_names_the_kernel_that_runs(
+    monkeypatch, x_shape, w_shape, padding, need_backward
+):
+    """The planner's words for a convolution agree with what conv2d_forward then does."""
+    monkeypatch.setattr(plan, "get_blas_threads", lambda: 2)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    words = plan.describe_conv2d(x, w_shape, 1, padding, need_backward=need_backward)
+    _, cache = plan.conv2d_forward(x, w, None, 1, padding, need_backward=need_backward)
+    if isinstance(cache, plan.WinogradCache):
+        assert words == f"winograd F({cache.m}x{cache.m}), 2 threads"
+    elif isinstance(cache, BlockedConvCache):
+        assert words == "blocked" + (f", {cache.threads} threads" if cache.threads > 1 else "")
+    elif cache is None:
+        assert words.startswith("winograd" if min(w_shape[:2]) >= 128 else "chunked")
+        assert words.endswith("2 threads") == (x_shape[0] > 1)
+    else:
+        assert words == "kept"
+
+
+def test_describe_transposed_conv_and_pool():
+    x = np.zeros((1, 21, 28, 28), np.float32)
+    assert plan.describe_conv_transpose2d(x, (21, 21, 16, 16), 8, 4) == "subpixel (kept)"
+    words = plan.describe_conv_transpose2d(x, (21, 21, 16, 16), 8, 4, need_backward=False)
+    assert words == "subpixel (chunked)"
+    assert plan.describe_conv_transpose2d(x, (21, 21, 3, 3), 2, 1) == "textbook adjoint"
+    assert plan.describe_max_pool2d(2) == "pool2x2"
+    assert plan.describe_max_pool2d(3, 2) == "textbook"
+
+
 # --- through the layer -----------------------------------------------------------------------
 
 

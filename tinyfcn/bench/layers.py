@@ -6,7 +6,8 @@
 "fwd" is an inference forward (``no_grad`` in both); "fwd+bwd" is a training step: forward,
 then backward with a random upstream gradient made once, computing dx, dW and db in both
 (torch's input requires grad). A conv's FLOPs are 2*MACs forward and 3 times that
-forward+backward. PyTorch is imported only inside the benchmark functions.
+forward+backward. Each row names the kernel that computed tinyfcn's pass (the planner's words,
+``fast.plan.describe_*``). PyTorch is imported only inside the benchmark functions.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import nn
+from .. import fast, nn
 from ..backend import asnumpy, to_device
+from ..fast import plan
 from .report import write_json
 from .rounds import PASSES, Cases, run_rounds, start_session, summarise
 from .specs import LayerSpec, layer_specs
@@ -70,6 +72,21 @@ def _cases(name: str, ours, theirs, x, dy, tx, tdy, torch) -> Cases:
         (name, "fwd+bwd", "tinyfcn"): (ours.zero_grad, ours_step),
         (name, "fwd+bwd", "torch"): (theirs_setup, theirs_step),
     }
+
+
+def _kernel(layer: nn.Module, x: Any, need_backward: bool) -> str:
+    """What computes this layer's pass, in the planner's words ("textbook" with the engine off)."""
+    if not fast.is_enabled():
+        return "textbook"
+    if isinstance(layer, nn.Conv2d):
+        args = (layer.stride, layer.padding, layer.dilation)
+        return plan.describe_conv2d(x, layer.weight.shape, *args, need_backward=need_backward)
+    if isinstance(layer, nn.ConvTranspose2d):
+        args = (layer.stride, layer.padding, layer.dilation, layer.method)
+        return plan.describe_conv_transpose2d(
+            x, layer.weight.shape, *args, need_backward=need_backward
+        )
+    return plan.describe_max_pool2d(layer.kernel_size, layer.stride, layer.dilation)
 
 
 def _agreement(ours, theirs, x, dy, tx, tdy) -> float:
@@ -157,7 +174,8 @@ def run_benchmark(
             raise RuntimeError(
                 f"{spec.name}: tinyfcn and torch disagree (relative error {err:.2e})"
             )
-        setups.append((spec, tuple(x.shape), out_shape, err))
+        kernels = {pss: _kernel(ours, x, pss == "fwd+bwd") for pss in PASSES}
+        setups.append((spec, tuple(x.shape), out_shape, err, kernels))
 
     times, number = run_rounds(
         session,
@@ -171,7 +189,7 @@ def run_benchmark(
     header = session.header
     peak = header["gemm"]["numpy_gflops"]
     rows = []
-    for spec, in_shape, out_shape, err in setups:
+    for spec, in_shape, out_shape, err, kernels in setups:
         for pss in PASSES:
             flops = spec.flops(batch) * (3 if pss == "fwd+bwd" else 1)
             row = {
@@ -183,6 +201,7 @@ def run_benchmark(
                 "flops": flops,
                 "calls_per_block": number[(spec.name, pss)],
                 "max_rel_err": err,
+                "kernel": kernels[pss],
             }
             samples = {lib: times[(spec.name, pss, lib)] for lib in ("tinyfcn", "torch")}
             row.update(summarise(samples, flops, peak))

@@ -102,11 +102,12 @@ def format_header(header: dict) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    """One section per pass: layer, input, GFLOP, medians (min-max) in ms, ratio, GFLOP/s."""
+    """One section per pass: layer, input, GFLOP, medians (min-max) in ms, ratio, GFLOP/s, and
+    the kernel that ran tinyfcn's pass."""
     peak = rows[0]["gemm_peak_gflops"] if rows else None
     head = (
         f"{'layer':<14}{'input':>16}{'GFLOP':>8}{'tinyfcn ms (min-max)':>24}"
-        f"{'torch ms (min-max)':>24}{'ratio':>8}{'GFLOP/s':>9}{'of peak':>9}"
+        f"{'torch ms (min-max)':>24}{'ratio':>8}{'GFLOP/s':>9}{'of peak':>9}  tinyfcn kernel"
     )
     out = []
     flagged = False
@@ -125,7 +126,7 @@ def format_table(rows: list[dict]) -> str:
                 f"{_ms(r['tinyfcn_ms'], r['tinyfcn_min_ms'], r['tinyfcn_max_ms']):>24}"
                 f"{_ms(r['torch_ms'], r['torch_min_ms'], r['torch_max_ms']):>24}"
                 f"{r['ratio']:>7.2f}{flag}{_num(r['tinyfcn_gflops'], 9, 1)}"
-                f"{_num(r['peak_fraction'], 9, 2)}"
+                f"{_num(r['peak_fraction'], 9, 2)}  {r.get('kernel', '-')}"
             )
         out.append("-" * len(head))
         for t in totals(rows, peak):

@@ -56,7 +56,13 @@ from typing import Any
 from .. import functional as F
 from ..backend import get_array_module
 from ..blas import get_blas_threads
-from ..functional.conv import check_conv2d_args, check_grad_shape, conv_output_shape
+from ..functional._checks import pair
+from ..functional.conv import (
+    check_conv2d_args,
+    check_grad_shape,
+    conv_output_shape,
+    normalize_conv_args,
+)
 from ..functional.conv_transpose import (
     check_conv_transpose2d_args,
     conv_transpose2d_output_shape,
@@ -205,6 +211,47 @@ def training_blas_threads(step_gflops: float, available: int) -> int:
     if step_gflops < RULES["small_network_max_gflops"]:
         return RULES["small_network_blas_threads"]
     return available
+
+
+# --- what runs, in words (for benchmarks and the curious) ---------------------------------------
+
+
+def describe_conv2d(x, weight_shape, stride=1, padding=0, dilation=1, need_backward=True) -> str:
+    """What ``conv2d_forward`` (and its backward) runs for ``x`` (its shape and array type are
+    read) and a weight of ``weight_shape``: "winograd F(4x4)", "blocked", "kept" or "chunked",
+    with ", N threads" where the work is shared out among threads."""
+    args = normalize_conv_args(tuple(weight_shape[2:]), stride, padding, dilation)
+    out_hw = conv_output_shape("conv2d", tuple(x.shape[2:]), *args)
+    patch = weight_shape[1] * args[0][0] * args[0][1]
+    kernel = conv2d_kernel(x.shape, weight_shape, args, x.itemsize, need_backward)
+    if kernel == "winograd":
+        m = winograd_tile(weight_shape, args, out_hw)
+        name, threads = f"winograd F({m}x{m})", share_threads(x)
+    else:
+        name = kernel
+        threads = 1 if kernel == "kept" else sample_threads(x, patch, out_hw)
+    return name if threads == 1 else f"{name}, {threads} threads"
+
+
+def describe_conv_transpose2d(
+    x, weight_shape, stride, padding, dilation=1, method="auto", need_backward=True
+) -> str:
+    """The same for ``conv_transpose2d_forward``: "subpixel (<what its stride-1 conv runs>)"
+    or the textbook's method."""
+    k, s, _, d = normalize_conv_args(tuple(weight_shape[2:]), stride, padding, dilation)
+    method = resolve_method(method, k, s, d)
+    if method != "subpixel":
+        return f"textbook {method}"
+    mh, mw = k[0] // s[0], k[1] // s[1]
+    inner = (weight_shape[1] * s[0] * s[1], weight_shape[0], mh, mw)  # subpixel_weight's shape
+    return f"subpixel ({describe_conv2d(x, inner, 1, (mh - 1, mw - 1), 1, need_backward)})"
+
+
+def describe_max_pool2d(kernel_size, stride=None, dilation=1) -> str:
+    """The same for ``max_pool2d_forward``: "pool2x2" or "textbook"."""
+    k = pair(kernel_size, "kernel_size")
+    s = k if stride is None else pair(stride, "stride")
+    return "pool2x2" if k == s == (2, 2) and pair(dilation, "dilation") == (1, 1) else "textbook"
 
 
 # --- Conv2d --------------------------------------------------------------------------------------
