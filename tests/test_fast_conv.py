@@ -142,6 +142,9 @@ def test_planner_conv_kernels():
     assert kernel((1, 512, 14, 14), (512, 512, 3, 3), args, 4, True) == "kept"  # small map
     assert kernel((1, 64, 224, 224), (64, 64, 3, 3), args, 4, True) == "winograd"  # big map
     assert kernel((8, 64, 32, 32), (64, 64, 3, 3), args, 4, True) == "kept"  # 64 ch, 32x32
+    # samples shared out among threads: blocked, whatever the patch (not a 1x1 conv)
+    assert kernel((8, 64, 32, 32), (64, 64, 3, 3), args, 4, True, threads=2) == "blocked"
+    assert kernel((8, 64, 32, 32), (64, 64, 3, 3), args, 4, False, threads=2) == "chunked"
     tile = plan.winograd_tile
     assert [tile((c, c, 3, 3), args, (s, s)) for c, s in ((64, 56), (128, 28), (512, 14))] == [
         4,
@@ -174,14 +177,15 @@ def test_planner_dw_order():
 
 
 def test_planner_shares_samples_of_thin_convs_among_blas_threads(monkeypatch):
-    """Threads = OpenBLAS's count for a thin conv (patch >= 64, >= 64x64 pixels) of >= 2 samples
-    in NumPy; one otherwise (conv1_1's patch of 27, a 32x32 map, one sample, one BLAS thread)."""
+    """Threads = OpenBLAS's count for a conv (patch >= 64, >= 32x32 pixels) of >= 2 samples in
+    NumPy; one otherwise (conv1_1's patch of 27, a 16x16 map, one sample, one BLAS thread)."""
     monkeypatch.setattr(plan, "get_blas_threads", lambda: 2)
     x = np.zeros((8, 16, 1, 1), np.float32)  # only its shape and array type are read
     assert plan.share_threads(x[:1]) == 2  # Winograd's blocks: any batch
     assert plan.sample_threads(x, 16 * 9, (128, 128)) == 2
     assert plan.sample_threads(x, 16 * 9, (64, 64)) == 2
-    assert plan.sample_threads(x, 32 * 9, (32, 32)) == 1
+    assert plan.sample_threads(x, 32 * 9, (32, 32)) == 2
+    assert plan.sample_threads(x, 64 * 9, (16, 16)) == 1
     assert plan.sample_threads(x, 3 * 9, (128, 128)) == 1
     assert plan.sample_threads(x[:1], 16 * 9, (128, 128)) == 1
     monkeypatch.setattr(plan, "get_blas_threads", lambda: None)  # no OpenBLAS found

@@ -26,9 +26,9 @@ conv, training, other      ``conv_kept``: the textbook   no fresh matrix each st
                            layer's spare matrix          the dead matrix before col2im
 chunked or blocked conv    whole samples across          OpenBLAS's second thread gains nothing on
 of >= 2 samples, patch     threads (``shares.py``), one  a (16, 144) weight; a thread per sample
->= 64, map >= 64x64        BLAS thread each              overlaps copies and GEMMs (conv1_2 at
-(conv1_2, conv2_x at 1/4)                                width 1/4, 8x128x128, fwd+bwd: 46-71 ->
-                                                         28-42 ms)
+>= 64, map >= 32x32        BLAS thread each; training    overlaps copies and GEMMs (width 1/4,
+(conv1_2 .. conv3_3 at     takes the blocked kernel for  fwd+bwd: conv1_2 46-71 -> 28-42 ms;
+width 1/4)                 any patch                     conv3_1..3_3 + conv4_1 101-111 -> 91-94)
 dX of a stride-1 conv      ``conv2d_input_grad_as_conv`` no col2im read-modify-write passes (16 ch
 with O <= C, |W| <= |dX|   conv of dY, flipped kernel    at 8x128x128, 1 thread: 40 -> 14 ms); not
                                                          3 -> 64 ch (11 ms col2im, 33 as a conv)
@@ -106,11 +106,11 @@ RULES = {
     "winograd_f4_min_side": 56,
     "winograd_f2_min_channels": 128,
     "winograd_f2_min_side": 28,
-    # whole samples across threads (shares.py) for a thin blocked or forward-only conv of
-    # several samples: a patch this long at least (not conv1_1's 27), this many output pixels
-    # a sample at least (64x64: conv3_1 at width 1/4, 32x32, gains nothing)
+    # whole samples across threads (shares.py), in the blocked kernel (any patch) or forward
+    # only, for a conv of several samples: a patch this long at least (not conv1_1's 27), this
+    # many output pixels a sample at least (32x32: conv3_x at width 1/4; not 16x16)
     "shared_min_patch": 64,
-    "shared_min_pixels": 4096,
+    "shared_min_pixels": 1024,
     # BLAS threads for training a network this small (forward GFLOP per step)
     "small_network_blas_threads": 1,
     "small_network_max_gflops": 1.0,
@@ -151,8 +151,12 @@ def sample_threads(x: Any, patch: int, out_hw) -> int:
     return share_threads(x)
 
 
-def conv2d_kernel(x_shape, weight_shape, args, itemsize: int, need_backward: bool) -> str:
-    """Which kernel computes this convolution: "winograd", "chunked", "blocked" or "kept"."""
+def conv2d_kernel(
+    x_shape, weight_shape, args, itemsize: int, need_backward: bool, threads: int = 1
+) -> str:
+    """Which kernel computes this convolution: "winograd", "chunked", "blocked" or "kept".
+    ``threads`` > 1 (``sample_threads``: the samples are shared out) takes the blocked kernel
+    for any patch: each thread then walks its own samples' blocks."""
     k, s, p, d = args
     Ho, Wo = conv_output_shape("conv2d", tuple(x_shape[2:]), k, s, p, d)
     if winograd_tile(weight_shape, args, (Ho, Wo)) is not None:
@@ -160,7 +164,11 @@ def conv2d_kernel(x_shape, weight_shape, args, itemsize: int, need_backward: boo
     if not need_backward:
         return "chunked"
     patch = weight_shape[1] * k[0] * k[1]
-    if patch > RULES["blocked_max_patch"] or k == (1, 1):
+    if k == (1, 1):
+        return "kept"
+    if threads > 1:
+        return "blocked"
+    if patch > RULES["blocked_max_patch"]:
         return "kept"
     cols_bytes = patch * x_shape[0] * Ho * Wo * itemsize
     return "blocked" if cols_bytes >= RULES["blocked_min_cols_bytes"] else "kept"
@@ -223,14 +231,14 @@ def describe_conv2d(x, weight_shape, stride=1, padding=0, dilation=1, need_backw
     args = normalize_conv_args(tuple(weight_shape[2:]), stride, padding, dilation)
     out_hw = conv_output_shape("conv2d", tuple(x.shape[2:]), *args)
     patch = weight_shape[1] * args[0][0] * args[0][1]
-    kernel = conv2d_kernel(x.shape, weight_shape, args, x.itemsize, need_backward)
+    threads = sample_threads(x, patch, out_hw)
+    kernel = conv2d_kernel(x.shape, weight_shape, args, x.itemsize, need_backward, threads)
     if kernel == "winograd":
         m = winograd_tile(weight_shape, args, out_hw)
-        name, threads = f"winograd F({m}x{m})", share_threads(x)
-    else:
-        name = kernel
-        threads = 1 if kernel == "kept" else sample_threads(x, patch, out_hw)
-    return name if threads == 1 else f"{name}, {threads} threads"
+        kernel, threads = f"winograd F({m}x{m})", share_threads(x)
+    elif kernel == "kept":
+        threads = 1
+    return kernel if threads == 1 else f"{kernel}, {threads} threads"
 
 
 def describe_conv_transpose2d(
@@ -272,17 +280,16 @@ def conv2d_forward(
     without ``need_backward``. ``owner`` (the layer) keys the reused im2col matrix."""
     args, out_hw = check_conv2d_args("conv2d", x, weight, bias, stride, padding, dilation)
     patch = weight[0].size
-    kernel = conv2d_kernel(x.shape, weight.shape, args, x.itemsize, need_backward)
+    threads = sample_threads(x, patch, out_hw)
+    kernel = conv2d_kernel(x.shape, weight.shape, args, x.itemsize, need_backward, threads)
     if kernel == "winograd":
         m = winograd_tile(weight.shape, args, out_hw)
         y = winograd_conv3x3(x, weight, bias, args[2], m=m, threads=share_threads(x))
         return y, (WinogradCache(x, weight, bias is not None, args, m) if need_backward else None)
     if kernel == "chunked":
-        threads = sample_threads(x, patch, out_hw)
         block = forward_block_bytes(patch, x.itemsize, threads)
         return conv2d_chunked(x, weight, bias, *args, out_hw, block, threads), None
     if kernel == "blocked":
-        threads = sample_threads(x, patch, out_hw)
         block = block_bytes(patch, x.itemsize)
         return conv2d_blocked_forward(x, weight, bias, *args, out_hw, block, threads)
     return conv2d_kept_forward(x, weight, bias, *args, out_hw, owner)
