@@ -51,6 +51,26 @@ def test_training_reduces_the_loss(tmp_path):
 def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     """Stop mid-epoch, resume in a fresh Trainer: the final weights equal the uninterrupted run's,
     bit for bit (data order, augmentation, dropout masks, optimizer and schedule restored)."""
+    check_resume_is_bit_identical(tmp_path)
+
+
+def test_resume_is_bit_identical_with_samples_shared_among_threads(tmp_path, monkeypatch):
+    """The same with every convolution's samples shared out among two threads (shares.py)."""
+    from tinyfcn.fast import plan, shares
+
+    monkeypatch.setattr(plan, "get_blas_threads", lambda: 2)
+    monkeypatch.setitem(plan.RULES, "shared_min_patch", 0)
+    monkeypatch.setitem(plan.RULES, "shared_min_pixels", 0)
+    threads = []
+    sample_shares = shares.sample_shares
+    monkeypatch.setattr(
+        shares, "sample_shares", lambda n, t: threads.append(t) or sample_shares(n, t)
+    )
+    check_resume_is_bit_identical(tmp_path)
+    assert max(threads) == 2
+
+
+def check_resume_is_bit_identical(tmp_path):
     straight = make_trainer(TINY, tmp_path / "straight")
     straight.fit(TINY.epochs)
 
