@@ -103,7 +103,6 @@ def conv2d_blocked_backward(
     def backward(share: int, samples: range) -> Any:
         """dW over these samples (share 0: into dw2 itself), their dX by col2im."""
         dw2_share = dw2 if share == 0 else xp.zeros_like(dw2)
-        names = (f"cols{share or ''}", f"dcols{share or ''}")
         for n in samples:
             x_pad = pad2d(x[n : n + 1], p)
             dy_n = dy[n].reshape(O, Ho * Wo)
@@ -111,14 +110,14 @@ def conv2d_blocked_backward(
                 r1 = min(Ho, r0 + rows)
                 m = (r1 - r0) * Wo
                 lo, hi = r0 * s[0], (r1 - 1) * s[0] + d[0] * (k[0] - 1) + 1  # the slab's rows
-                block = workspace(xp, x.dtype, patch * m, names[0])[: patch * m]
+                block = workspace(xp, x.dtype, patch * m, share=share)[: patch * m]
                 cols = im2col_into(
                     block.reshape(patch, m), x_pad[:, :, lo:hi], k, s, d, (r1 - r0, Wo)
                 )
                 g = dy_n[:, r0 * Wo : r1 * Wo]  # (O, m)
                 weight_grad_gemm(g, cols, dw2_share, dw_transposed, accumulate=True)
                 if not dx_as_conv:
-                    dcols = workspace(xp, x.dtype, patch * m, names[1])[: patch * m]
+                    dcols = workspace(xp, x.dtype, patch * m, "dcols", share)[: patch * m]
                     dcols = xp.matmul(w2.T, g, out=dcols.reshape(patch, m))
                     dx_n = dx_pad[n : n + 1].transpose(1, 0, 2, 3)  # (C, 1, Hp, Wp): col2im's
                     col2im_add(dcols, dx_n[:, :, lo:hi], k, s, d, (r1 - r0, Wo))

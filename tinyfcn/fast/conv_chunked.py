@@ -43,7 +43,7 @@ def conv2d_chunked(
         rows = min(Ho, max(1, block_bytes // (patch * Wo * x.itemsize)))
 
         def convolve(share: int, samples: range) -> None:
-            buffer = workspace(xp, x.dtype, patch * Wo * rows, f"cols{share or ''}")
+            buffer = workspace(xp, x.dtype, patch * Wo * rows, share=share)
             for n in samples:
                 x_pad = pad2d(x[n : n + 1], p)
                 for r0 in range(0, Ho, rows):

@@ -230,15 +230,9 @@ def describe_conv2d(x, weight_shape, stride=1, padding=0, dilation=1, need_backw
     with ", N threads" where the work is shared out among threads."""
     args = normalize_conv_args(tuple(weight_shape[2:]), stride, padding, dilation)
     out_hw = conv_output_shape("conv2d", tuple(x.shape[2:]), *args)
-    patch = weight_shape[1] * args[0][0] * args[0][1]
-    threads = sample_threads(x, patch, out_hw)
-    kernel = conv2d_kernel(x.shape, weight_shape, args, x.itemsize, need_backward, threads)
-    if kernel == "winograd":
-        m = winograd_tile(weight_shape, args, out_hw)
-        kernel, threads = f"winograd F({m}x{m})", share_threads(x)
-    elif kernel == "kept":
-        threads = 1
-    return kernel if threads == 1 else f"{kernel}, {threads} threads"
+    kernel, m, threads = conv2d_choice(x, weight_shape, args, out_hw, need_backward)
+    name = f"winograd F({m}x{m})" if kernel == "winograd" else kernel
+    return name if threads == 1 else f"{name}, {threads} threads"
 
 
 def describe_conv_transpose2d(
@@ -265,6 +259,17 @@ def describe_max_pool2d(kernel_size, stride=None, dilation=1) -> str:
 # --- Conv2d --------------------------------------------------------------------------------------
 
 
+def conv2d_choice(x: Any, weight_shape, args, out_hw, need_backward: bool):
+    """(kernel, m, threads): the kernel ``conv2d_kernel`` picks, the Winograd tile side m (else
+    None), and how many threads share out its work (1 for "kept")."""
+    patch = weight_shape[1] * args[0][0] * args[0][1]
+    threads = sample_threads(x, patch, out_hw)
+    kernel = conv2d_kernel(x.shape, weight_shape, args, x.itemsize, need_backward, threads)
+    if kernel == "winograd":
+        return kernel, winograd_tile(weight_shape, args, out_hw), share_threads(x)
+    return kernel, None, 1 if kernel == "kept" else threads
+
+
 def conv2d_forward(
     x: Any,
     weight: Any,
@@ -280,11 +285,9 @@ def conv2d_forward(
     without ``need_backward``. ``owner`` (the layer) keys the reused im2col matrix."""
     args, out_hw = check_conv2d_args("conv2d", x, weight, bias, stride, padding, dilation)
     patch = weight[0].size
-    threads = sample_threads(x, patch, out_hw)
-    kernel = conv2d_kernel(x.shape, weight.shape, args, x.itemsize, need_backward, threads)
+    kernel, m, threads = conv2d_choice(x, weight.shape, args, out_hw, need_backward)
     if kernel == "winograd":
-        m = winograd_tile(weight.shape, args, out_hw)
-        y = winograd_conv3x3(x, weight, bias, args[2], m=m, threads=share_threads(x))
+        y = winograd_conv3x3(x, weight, bias, args[2], m=m, threads=threads)
         return y, (WinogradCache(x, weight, bias is not None, args, m) if need_backward else None)
     if kernel == "chunked":
         block = forward_block_bytes(patch, x.itemsize, threads)

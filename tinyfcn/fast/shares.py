@@ -28,18 +28,19 @@ if hasattr(os, "register_at_fork"):  # POSIX: a forked child has none of the poo
     os.register_at_fork(after_in_child=_pools.clear)
 
 
-def sample_shares(n_samples: int, threads: int) -> list[range]:
-    """The samples of each share, round robin: [range(t, N, T) for t < min(T, N)]."""
-    threads = max(1, min(threads, n_samples))
-    return [range(t, n_samples, threads) for t in range(threads)]
+def sample_shares(n: int, threads: int) -> list[range]:
+    """The items (samples, or Winograd's blocks) of each share, round robin:
+    [range(t, n, T) for t < min(T, n)]."""
+    threads = max(1, min(threads, n))
+    return [range(t, n, threads) for t in range(threads)]
 
 
-def run_shares(work: Callable[[int, range], Any], n_samples: int, threads: int) -> list[Any]:
-    """[work(t, samples of share t) for each share], share 0 on this thread, the others on a
-    pool, each with one BLAS thread; returns when every share has finished, even if one raised
-    (no share is left writing into arrays the caller goes on to use), and re-raises the first
-    error. One share: work(0, range(N)) on this thread, BLAS threads untouched."""
-    shares = sample_shares(n_samples, threads)
+def run_shares(work: Callable[[int, range], Any], n: int, threads: int) -> list[Any]:
+    """[work(t, items of share t) for each share of n items], share 0 on this thread, the others
+    on a pool, each with one BLAS thread; returns when every share has finished, even if one
+    raised (no share is left writing into arrays the caller goes on to use), and re-raises the
+    first error. One share: work(0, range(n)) on this thread, BLAS threads untouched."""
+    shares = sample_shares(n, threads)
     if len(shares) == 1:
         return [work(0, shares[0])]
     pool = _pools.get(len(shares) - 1)

@@ -220,7 +220,7 @@ def winograd_weight_grad(
             dys = dy[n0:n1].transpose(1, 0, 2, 3)  # (O, nb, Ho, Wo)
             v = _input_transform(xs, p, r0, r1, tw, kb, m, share)  # (t, C, tiles)
             e = _gather_tiles(dys, (0, 0), r0, r1, tw, m, m, "winograd_E", share)
-            dm = _workspace(xp, x.dtype, f"winograd_M{share or ''}", (t, O, v.shape[2]))
+            dm = _workspace(xp, x.dtype, "winograd_M", (t, O, v.shape[2]), share)
             xp.matmul(ka.T, e.reshape(m * m, -1), out=dm.reshape(t, -1))
             du += xp.matmul(dm, v.transpose(0, 2, 1))
         return du
@@ -257,14 +257,14 @@ def _winograd(
     blocks = _blocks(N, th, tw, C, O, x.itemsize, block_bytes, m, threads)
 
     def convolve(share: int, indices: range) -> None:
-        suffix = share or ""
         for i in indices:
             (n0, n1), (r0, r1) = blocks[i]
             xs = x[n0:n1].transpose(1, 0, 2, 3)  # (C, nb, H, W): the GEMM's column order
             v = _input_transform(xs, p, r0, r1, tw, kb, m, share)  # (t, C, tiles)
-            mt = _workspace(xp, x.dtype, f"winograd_M{suffix}", (t, O, v.shape[2]))
+            mt = _workspace(xp, x.dtype, "winograd_M", (t, O, v.shape[2]), share)
             xp.matmul(u, v, out=mt)
-            yt = _workspace(xp, x.dtype, f"winograd_Y{suffix}", (m, m, O, n1 - n0, r1 - r0, tw))
+            yt_shape = (m, m, O, n1 - n0, r1 - r0, tw)
+            yt = _workspace(xp, x.dtype, "winograd_Y", yt_shape, share)
             xp.matmul(ka, mt.reshape(t, -1), out=yt.reshape(m * m, -1))
             out = y6[n0:n1, :, r0:r1].transpose(1, 0, 2, 3, 4, 5)  # (O, nb, rows, m, tw, m)
             for r in range(m):
@@ -305,12 +305,13 @@ def _blocks(N, th, tw, C, O, itemsize, block_bytes, m, threads) -> list:
     ]
 
 
-def _workspace(xp: Any, dtype: Any, name: str, shape: tuple) -> Any:
-    """An array of ``shape`` in the shared workspace ``name`` (contents undefined)."""
+def _workspace(xp: Any, dtype: Any, name: str, shape: tuple, share: int = 0) -> Any:
+    """An array of ``shape`` in the shared workspace ``name`` of ``share`` (contents
+    undefined)."""
     size = 1
     for s in shape:
         size *= s
-    return workspace(xp, dtype, size, name)[:size].reshape(shape)
+    return workspace(xp, dtype, size, name, share)[:size].reshape(shape)
 
 
 def _gather_tiles(
@@ -322,11 +323,10 @@ def _gather_tiles(
     xp = get_array_module(xs)
     C, nb = xs.shape[:2]
     rows = r1 - r0
-    suffix = share or ""
     slab_shape = (C, nb, m * rows + side - m, m * tw + side - m)
-    slab = _workspace(xp, xs.dtype, f"winograd_slab{suffix}", slab_shape)
+    slab = _workspace(xp, xs.dtype, "winograd_slab", slab_shape, share)
     _padded_rows(xs, p, m * r0, slab)
-    d = _workspace(xp, xs.dtype, f"{name}{suffix}", (side, side, C, nb, rows, tw))
+    d = _workspace(xp, xs.dtype, name, (side, side, C, nb, rows, tw), share)
     for u in range(side):
         for v in range(side):
             d[u, v] = slab[:, :, u : u + m * rows : m, v : v + m * tw : m]
@@ -339,7 +339,7 @@ def _input_transform(xs: Any, p, r0: int, r1: int, tw: int, kb: Any, m: int, sha
     workspaces)."""
     xp = get_array_module(xs)
     d = _gather_tiles(xs, p, r0, r1, tw, m, m + 2, "winograd_D", share)
-    v = _workspace(xp, xs.dtype, f"winograd_V{share or ''}", d.shape)
+    v = _workspace(xp, xs.dtype, "winograd_V", d.shape, share)
     xp.matmul(kb, d.reshape(kb.shape[0], -1), out=v.reshape(kb.shape[0], -1))
     return v
 

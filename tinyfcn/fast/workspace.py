@@ -29,10 +29,11 @@ def set_im2col_budget(nbytes: int) -> None:
     _workspaces.clear()
 
 
-def workspace(xp: Any, dtype: Any, size: int, name: str = "cols") -> Any:
+def workspace(xp: Any, dtype: Any, size: int, name: str = "cols", share: int = 0) -> Any:
     """A flat array of at least ``size`` elements, shared by every kernel that asks for ``name``
-    (one layer runs at a time)."""
-    key = (xp.__name__, str(dtype), name)
+    (one layer runs at a time); each ``share`` of a layer's work (``shares.py``: the threads run
+    at once) has its own."""
+    key = (xp.__name__, str(dtype), name, share)
     buffer = _workspaces.get(key)
     if buffer is None or buffer.size < size:
         buffer = _workspaces[key] = xp.empty(size, dtype=dtype)
