@@ -23,7 +23,7 @@ from tinyfcn.fast.conv_blocked import (
 )
 from tinyfcn.fast.conv_chunked import conv2d_chunked
 from tinyfcn.fast.conv_kept import conv2d_kept_backward, conv2d_kept_forward
-from tinyfcn.fast.gemm import weight_grad_gemm
+from tinyfcn.fast.gemm import matmul_in_bands, weight_grad_gemm
 from tinyfcn.functional.conv import check_conv2d_args, normalize_conv_args
 from tinyfcn.nn import Conv2d, manual_seed, no_grad
 
@@ -86,20 +86,23 @@ def test_blocked_training_conv_equals_textbook(xp, name, block, threads):
 
 
 @pytest.mark.parametrize("name", IDS)
-def test_kept_training_conv_equals_textbook(xp, name):
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_kept_training_conv_equals_textbook(xp, name, threads):
     """The im2col matrix written into a reused spare, dW into a given array, W2^T @ dY2 into the
-    dead matrix: the textbook's numbers, and the input (a 1x1 conv's "matrix") never written."""
+    dead matrix: the textbook's numbers, and the input (a 1x1 conv's "matrix") never written.
+    Also with every GEMM in bands shared out among threads (fc6 at batch 1)."""
     (x, w, b, dy), textbook, args, out_hw = textbook_and_args(xp, name, seed=200 + IDS.index(name))
     x_before = x.copy()
     owner = Conv2d(1, 1, 1)  # any object that can be weakly referenced keys the spare
     for dw_transposed in (False, True):
         for dx_name, dx_block in dx_options(args).items():
-            y, cache = conv2d_kept_forward(x, w, b, *args, out_hw, owner)
-            assert_same_as_textbook(y, textbook[0], f"{name} kept output")
+            y, cache = conv2d_kept_forward(x, w, b, *args, out_hw, owner, threads)
+            assert_same_as_textbook(y, textbook[0], f"{name} kept output ({threads} threads)")
             dw_out = xp.full(w.shape, np.nan)  # overwritten, never read
             grads = conv2d_kept_backward(dy, cache, dw_transposed, dx_block, dw_out)
             assert grads[1] is dw_out
-            check_grads(f"{name} kept (dW^T {dw_transposed}, {dx_name})", grads, textbook)
+            what = f"{name} kept ({threads} threads, dW^T {dw_transposed}, {dx_name})"
+            check_grads(what, grads, textbook)
     assert_close(x, x_before, f"{name} x unchanged", rtol=0, atol=0)
 
 
@@ -128,6 +131,20 @@ def test_weight_grad_gemm_both_orders_give_dy2_cols_t(xp, O, K, M, accumulate):
         weight_grad_gemm(dy2, cols, dw2, transposed, accumulate=accumulate)
         expected = dy2 @ cols.T + (start if accumulate else 0)
         assert_same_as_textbook(dw2, expected, f"dW ({O}x{K} on {M} px, transposed {transposed})")
+
+
+@pytest.mark.parametrize("M, bands, threads", [(7, 1, 2), (7, 3, 2), (10, 8, 2), (5, 9, 3)])
+def test_matmul_in_bands_equals_one_matmul(xp, M, bands, threads):
+    """Every row of out written once, by the same dot products; more bands than rows is fine; a
+    transposed (strided) a, as in dX = W2^T @ dY2, too."""
+    rng = np.random.default_rng(M + bands)
+    a, b = xp.asarray(rng.standard_normal((M, 6))), xp.asarray(rng.standard_normal((6, 4)))
+    out = xp.full((M, 4), np.nan)
+    assert matmul_in_bands(a, b, out, threads, bands) is out
+    assert_same_as_textbook(out, a @ b, f"{M} rows in {bands} bands, {threads} threads")
+    out_t = xp.full((6, 4), np.nan)
+    matmul_in_bands(a.T, a[:, :4], out_t, threads, bands)
+    assert_same_as_textbook(out_t, a.T @ a[:, :4], f"a^T in {bands} bands")
 
 
 # --- the planner's choices -------------------------------------------------------------------
@@ -199,6 +216,20 @@ def test_planner_shares_samples_of_thin_convs_among_blas_threads(monkeypatch):
     assert plan.forward_block_bytes(patch, 4, 4) == 250_000
 
 
+def test_planner_bands_only_the_huge_weight_gemms_on_few_pixels(monkeypatch):
+    """fc6 and fc7 of the full-width net at batch 1 (411 and 67 MB weights, 49 pixels); not at
+    batch 2 (98 pixels: > 64), not fc6 at width 1/4 (26 MB), not without OpenBLAS's threads."""
+    monkeypatch.setattr(plan, "get_blas_threads", lambda: 2)
+    x1, x2 = np.zeros((1, 1, 1, 1), np.float32), np.zeros((2, 1, 1, 1), np.float32)
+    assert plan.banded_gemm_threads(x1, (4096, 512, 7, 7), (7, 7)) == 2
+    assert plan.banded_gemm_threads(x1, (4096, 4096, 1, 1), (7, 7)) == 2
+    assert plan.banded_gemm_threads(x2, (4096, 512, 7, 7), (7, 7)) == 1
+    assert plan.banded_gemm_threads(x1, (1024, 128, 7, 7), (4, 4)) == 1
+    assert plan.banded_gemm_threads(x1.astype(np.float64), (2048, 512, 7, 7), (7, 7)) == 2
+    monkeypatch.setattr(plan, "get_blas_threads", lambda: None)
+    assert plan.banded_gemm_threads(x1, (4096, 512, 7, 7), (7, 7)) == 1
+
+
 @pytest.mark.parametrize(
     "x_shape, w_shape, padding, need_backward",
     [
@@ -208,6 +239,7 @@ def test_planner_shares_samples_of_thin_convs_among_blas_threads(monkeypatch):
         ((1, 64, 56, 56), (64, 64, 3, 3), 1, True),  # Winograd F(4x4)
         ((2, 128, 28, 28), (128, 128, 3, 3), 1, False),  # Winograd F(2x2)
         ((1, 64, 7, 7), (256, 64, 7, 7), 3, True),  # kept (fc6's shape, narrower)
+        ((1, 1024, 7, 7), (4096, 1024, 3, 3), 1, True),  # kept, GEMMs in bands (144 MiB)
     ],
 )
 def test_describe_conv2d_names_the_kernel_that_runs(
@@ -228,7 +260,8 @@ def test_describe_conv2d_names_the_kernel_that_runs(
         assert words.startswith("winograd" if min(w_shape[:2]) >= 128 else "chunked")
         assert words.endswith("2 threads") == (x_shape[0] > 1)
     else:
-        assert words == "kept"
+        assert words == "kept" + (f", {cache.threads} threads" if cache.threads > 1 else "")
+        assert cache.threads == (2 if w.nbytes >= 32 * 2**20 else 1)
 
 
 def test_describe_transposed_conv_and_pool():

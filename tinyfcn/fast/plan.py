@@ -32,6 +32,10 @@ width 1/4)                 any patch                     conv3_1..3_3 + conv4_1 
 dX of a stride-1 conv      ``conv2d_input_grad_as_conv`` no col2im read-modify-write passes (16 ch
 with O <= C, |W| <= |dX|   conv of dY, flipped kernel    at 8x128x128, 1 thread: 40 -> 14 ms); not
                                                          3 -> 64 ch (11 ms col2im, 33 as a conv)
+kept conv with a weight    ``gemm.matmul_in_bands``:     OpenBLAS's two threads pack the weight in
+>= 32 MiB on <= 64 pixels  each GEMM's rows in bands      lockstep; fc6 at batch 1 (4096 x 25088
+(fc6, fc7 at batch 1)      shared out among threads      against 49 columns) fwd, dX, dW: 105, 98,
+                                                         101 -> 95, 87, 86 ms; none at 128+ pixels
 dW with O <= 128 output    ``gemm``: (cols @ dY2^T)^T    OpenBLAS runs this order faster for thin
 channels, >= 256 pixels                                  layers (16 ch, 16384 px: 2.1 -> 1.2 ms)
 ConvTranspose2d "auto" or  ``subpixel``: stride-1 conv   one GEMM and one copy instead of K*K
@@ -111,6 +115,10 @@ RULES = {
     # many output pixels a sample at least (32x32: conv3_x at width 1/4; not 16x16)
     "shared_min_patch": 64,
     "shared_min_pixels": 1024,
+    # the kept conv's GEMMs in bands shared out among threads: a weight this large at least, on
+    # this many pixels (the batch's output pixels, the GEMMs' columns) at most
+    "banded_min_weight_bytes": 32 * 2**20,
+    "banded_max_pixels": 64,
     # BLAS threads for training a network this small (forward GFLOP per step)
     "small_network_blas_threads": 1,
     "small_network_max_gflops": 1.0,
@@ -147,6 +155,18 @@ def sample_threads(x: Any, patch: int, out_hw) -> int:
     if x.shape[0] < 2:
         return 1
     if patch < RULES["shared_min_patch"] or out_hw[0] * out_hw[1] < RULES["shared_min_pixels"]:
+        return 1
+    return share_threads(x)
+
+
+def banded_gemm_threads(x: Any, weight_shape, out_hw) -> int:
+    """How many threads share out the bands of a kept conv's GEMMs: ``share_threads`` for a
+    huge weight against few columns (fc6, fc7 at batch 1), else 1."""
+    weight_bytes = x.itemsize
+    for n in weight_shape:
+        weight_bytes *= n
+    pixels = x.shape[0] * out_hw[0] * out_hw[1]
+    if weight_bytes < RULES["banded_min_weight_bytes"] or pixels > RULES["banded_max_pixels"]:
         return 1
     return share_threads(x)
 
@@ -261,13 +281,15 @@ def describe_max_pool2d(kernel_size, stride=None, dilation=1) -> str:
 
 def conv2d_choice(x: Any, weight_shape, args, out_hw, need_backward: bool):
     """(kernel, m, threads): the kernel ``conv2d_kernel`` picks, the Winograd tile side m (else
-    None), and how many threads share out its work (1 for "kept")."""
+    None), and how many threads share out its work (for "kept": its GEMMs' bands)."""
     patch = weight_shape[1] * args[0][0] * args[0][1]
     threads = sample_threads(x, patch, out_hw)
     kernel = conv2d_kernel(x.shape, weight_shape, args, x.itemsize, need_backward, threads)
     if kernel == "winograd":
         return kernel, winograd_tile(weight_shape, args, out_hw), share_threads(x)
-    return kernel, None, 1 if kernel == "kept" else threads
+    if kernel == "kept":
+        return kernel, None, banded_gemm_threads(x, weight_shape, out_hw)
+    return kernel, None, threads
 
 
 def conv2d_forward(
@@ -295,7 +317,7 @@ def conv2d_forward(
     if kernel == "blocked":
         block = block_bytes(patch, x.itemsize)
         return conv2d_blocked_forward(x, weight, bias, *args, out_hw, block, threads)
-    return conv2d_kept_forward(x, weight, bias, *args, out_hw, owner)
+    return conv2d_kept_forward(x, weight, bias, *args, out_hw, owner, threads)
 
 
 @dataclass
