@@ -42,7 +42,8 @@ def _matmul(a: Any, b: Any, out: Any, threads: int) -> Any:
     return get_array_module(a, b, out).matmul(a, b, out=out)
 
 
-BANDS_PER_THREAD = 4  # fc6's forward: 2 bands 103, 8 bands 95 ms (105 in one GEMM)
+BANDS_PER_THREAD = 4  # fc6's forward GEMM, medians of two runs: 120, 139 ms in one GEMM, 103,
+# 128 in 2 bands, 95, 113 in 8
 
 
 def conv2d_kept_forward(

@@ -6,7 +6,8 @@ second order faster when the output channels are few and the pixels many.
 ``matmul_in_bands``: out = a @ b with the rows of out cut into bands, the bands shared out among
 threads (``shares.py``), one BLAS thread each. For fc6 at batch 1 every GEMM is one huge matrix
 (its 4096 x 25088 weight, 411 MB) against 49 columns; OpenBLAS's two threads then pack that matrix
-in lockstep, and independent bands run faster (fwd, dX, dW: 105, 98, 101 -> 95, 87, 86 ms).
+in lockstep, and independent bands run faster (fc6's fwd+dX+dW in ``bench layers``, two runs
+alternated: 367, 388 -> 330, 313 ms; fc7 63, 63 -> 58, 56).
 Each row of out is the same dot products either way.
 
 docs/performance.md has the measurements.

@@ -34,8 +34,8 @@ with O <= C, |W| <= |dX|   conv of dY, flipped kernel    at 8x128x128, 1 thread:
                                                          3 -> 64 ch (11 ms col2im, 33 as a conv)
 kept conv with a weight    ``gemm.matmul_in_bands``:     OpenBLAS's two threads pack the weight in
 >= 32 MiB on <= 64 pixels  each GEMM's rows in bands      lockstep; fc6 at batch 1 (4096 x 25088
-(fc6, fc7 at batch 1)      shared out among threads      against 49 columns) fwd, dX, dW: 105, 98,
-                                                         101 -> 95, 87, 86 ms; none at 128+ pixels
+(fc6, fc7 at batch 1)      shared out among threads      against 49 columns) fwd+dX+dW: 367, 388
+                                                         -> 330, 313 ms; no gain at 128+ pixels
 dW with O <= 128 output    ``gemm``: (cols @ dY2^T)^T    OpenBLAS runs this order faster for thin
 channels, >= 256 pixels                                  layers (16 ch, 16384 px: 2.1 -> 1.2 ms)
 ConvTranspose2d "auto" or  ``subpixel``: stride-1 conv   one GEMM and one copy instead of K*K
