@@ -343,11 +343,15 @@ def test_conv2d_layer_shares_samples_among_threads_and_matches_torch(
 
 @pytest.mark.parametrize("tile", [2, 4])
 @pytest.mark.parametrize("padding", [0, 1, 2])
+@pytest.mark.parametrize("keep_v", [True, False])
 def test_conv2d_layer_takes_winograd_and_equals_the_textbook(
-    xp, device, monkeypatch, padding, tile
+    xp, device, monkeypatch, padding, tile, keep_v
 ):
     """Small layers reach the Winograd kernel when its thresholds are lowered: two steps (dW
-    accumulating), forward, dx, dW and db equal to the textbook's."""
+    accumulating), forward, dx, dW and db equal to the textbook's; the forward's V kept for dW
+    (where the rule allows), its memory the layer's spare, reused by the next step."""
+    if not keep_v:
+        monkeypatch.setitem(plan.RULES, "winograd_keep_v_max_bytes", 0)
     for m in (4, 2):
         monkeypatch.setitem(plan.RULES, f"winograd_f{m}_min_channels", 1)
         monkeypatch.setitem(plan.RULES, f"winograd_f{m}_min_side", 1 if m == tile else 10**6)
@@ -360,11 +364,18 @@ def test_conv2d_layer_takes_winograd_and_equals_the_textbook(
     for engine in (True, False):
         layer.zero_grad()
         with fast.enabled() if engine else fast.disabled():
+            buffers = []
             for _ in range(2):
                 y = layer(x)
                 cache = layer.__dict__["_cache"][1]
                 kind = type(cache).__name__
+                if engine:
+                    assert (cache.v is not None) == keep_v
+                    buffers.append(cache.v.buffer if keep_v else None)
                 dx = layer.backward(dy)
+                if engine and keep_v:
+                    assert workspace.spare_of(layer) is cache.v.buffer
+            assert not engine or buffers[0] is buffers[1]
         grads = (layer.weight.grad.copy(), layer.bias.grad.copy())
         results[engine] = (y, dx, *grads, kind, getattr(cache, "m", None))
     assert results[True][4:] == ("WinogradCache", tile) and results[False][4] == "Conv2dCache"

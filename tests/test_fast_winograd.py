@@ -14,7 +14,9 @@ from tinyfcn.fast.winograd import (
     filter_transform,
     transform_matrices,
     winograd_conv3x3,
+    winograd_conv3x3_keeping_v,
     winograd_input_grad,
+    winograd_v_size,
     winograd_weight_grad,
 )
 
@@ -87,6 +89,41 @@ def test_weight_grad_equals_textbook(xp, name, budget, m, threads):
     assert_same_as_textbook(ours, dw, f"{name} dw ({threads} threads)")
     assert_close(x, x_before, f"{name} x unchanged", rtol=0, atol=0)
     assert_close(dy, dy_before, f"{name} dy unchanged", rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("budget", list(BUDGETS))
+@pytest.mark.parametrize("name", IDS)
+@pytest.mark.parametrize("m", TILES)
+@pytest.mark.parametrize("threads", [1, 3])
+def test_weight_grad_from_the_forwards_kept_v_equals_textbook(xp, name, budget, m, threads):
+    """The forward hands over its input transform V, block by block; dW from it is the
+    textbook's, the forward's y unchanged by keeping it; a spare buffer of the right size and
+    dtype is filled and used, any other is not."""
+    (x, w, b, dy, p), (y, _, dw) = arrays(xp, name, seed=110 + IDS.index(name))
+    ours_y, kept = winograd_conv3x3_keeping_v(x, w, b, p, BUDGETS[budget], m, threads)
+    assert_same_as_textbook(ours_y, y, f"{name} y keeping V ({threads} threads)")
+    assert kept.buffer.size == winograd_v_size(x.shape, y.shape[2:], m)
+    assert sum(v.size for v in kept.v) == kept.buffer.size
+    assert all(v.base is kept.buffer for v in kept.v)
+    x_garbage = xp.full_like(x, np.nan)  # V alone carries x: dW must not read x again
+    ours = winograd_weight_grad(x_garbage, dy, p, BUDGETS[budget], m, threads, v=kept)
+    assert_same_as_textbook(ours, dw, f"{name} dw from the kept V ({threads} threads)")
+    spare = xp.full(kept.buffer.size, np.nan)
+    _, again = winograd_conv3x3_keeping_v(x, w, b, p, BUDGETS[budget], m, threads, spare)
+    assert again.buffer is spare
+    assert_close(spare, kept.buffer, f"{name} V in the spare", rtol=0, atol=0)
+    wrong = (xp.empty(spare.size + 1), spare.astype(np.float32))
+    for buffer in wrong:
+        _, fresh = winograd_conv3x3_keeping_v(x, w, b, p, BUDGETS[budget], m, threads, buffer)
+        assert fresh.buffer is not buffer
+
+
+def test_weight_grad_refuses_a_v_of_another_input(xp):
+    x = xp.asarray(np.random.default_rng(0).standard_normal((1, 2, 6, 6)))
+    w = xp.ones((3, 2, 3, 3))
+    y, kept = winograd_conv3x3_keeping_v(x, w, None, 1, m=2)
+    with pytest.raises(ValueError, match="kept V does not belong"):
+        winograd_weight_grad(x[:, :1], y, 1, m=2, v=kept)
 
 
 @pytest.mark.parametrize("m", TILES)

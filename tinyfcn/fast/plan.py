@@ -13,10 +13,10 @@ conv, no backward          ``conv_chunked``: im2col in   conv1_2 of the paper ne
                            shared workspace              in cache (64 ch at 224: 41 -> 36 ms)
 conv 3x3 stride 1: >= 64   ``winograd``: F(4x4, 3x3)     4x (2.25x) fewer multiplications; the
 channels in and out on a   (F(2x2, 3x3)); dX and dW by   transforms cost more than that saves on
-map >= 56x56 (conv1_2 ...  Winograd too; keeps x; its    thinner or smaller layers; 4x4 tiles
-conv3_3), >= 128 on a map  blocks shared out among       leave too few tiles per GEMM at 28x28
->= 28x28 (conv4_x)         threads, 1/T of the budget  (conv3_2 fwd+dX+dW, 2 threads: im2col 81,
-                                                         F2 64, F4 53 ms; conv4_2: 82, 67, 95;
+map >= 56x56 (conv1_2 ...  Winograd too; keeps x, and    thinner or smaller layers; 4x4 tiles
+conv3_3), >= 128 on a map  V for dW where <= 64 MiB;     leave too few tiles per GEMM at 28x28
+>= 28x28 (conv4_x)         its blocks shared out among   (conv3_2 fwd+dX+dW, 2 threads: im2col 81,
+                           threads, 1/T of the budget    F2 64, F4 53 ms; conv4_2: 82, 67, 95;
                                                          shared blocks: conv1_2 142 -> 121 ms)
 conv, training, thin       ``conv_blocked``: the same    the matrix is 9x the input: writing and
 patch (C*kh*kw <= 512)     blocks, rebuilt in backward;  re-reading it is all memory traffic (16 ch
@@ -90,8 +90,15 @@ from .subpixel import (
     supports_subpixel,
     weight_from_subpixel,
 )
-from .winograd import winograd_conv3x3, winograd_input_grad, winograd_weight_grad
-from .workspace import im2col_budget
+from .winograd import (
+    TransformedInput,
+    winograd_conv3x3,
+    winograd_conv3x3_keeping_v,
+    winograd_input_grad,
+    winograd_v_size,
+    winograd_weight_grad,
+)
+from .workspace import im2col_budget, keep_spare, take_spare
 
 RULES = {
     # conv_blocked: a patch this short at most, a full im2col matrix this large at least
@@ -110,6 +117,9 @@ RULES = {
     "winograd_f4_min_side": 56,
     "winograd_f2_min_channels": 128,
     "winograd_f2_min_side": 28,
+    # a training Winograd conv keeps its input transform V for dW if V is this small at most
+    # (conv1_2 at full width, batch 1: 29 MB)
+    "winograd_keep_v_max_bytes": 64 * 2**20,
     # whole samples across threads (shares.py), in the blocked kernel (any patch) or forward
     # only, for a conv of several samples: a patch this long at least (not conv1_1's 27), this
     # many output pixels a sample at least (32x32: conv3_x at width 1/4; not 16x16)
@@ -309,8 +319,16 @@ def conv2d_forward(
     patch = weight[0].size
     kernel, m, threads = conv2d_choice(x, weight.shape, args, out_hw, need_backward)
     if kernel == "winograd":
-        y = winograd_conv3x3(x, weight, bias, args[2], m=m, threads=threads)
-        return y, (WinogradCache(x, weight, bias is not None, args, m) if need_backward else None)
+        if not need_backward:
+            return winograd_conv3x3(x, weight, bias, args[2], m=m, threads=threads), None
+        v_size = winograd_v_size(x.shape, out_hw, m)
+        v = None
+        if v_size * x.itemsize <= RULES["winograd_keep_v_max_bytes"]:
+            spare = take_spare(owner, (v_size,), x)
+            y, v = winograd_conv3x3_keeping_v(x, weight, bias, args[2], None, m, threads, spare)
+        else:
+            y = winograd_conv3x3(x, weight, bias, args[2], m=m, threads=threads)
+        return y, WinogradCache(x, weight, bias is not None, args, m, v, owner)
     if kernel == "chunked":
         block = forward_block_bytes(patch, x.itemsize, threads)
         return conv2d_chunked(x, weight, bias, *args, out_hw, block, threads), None
@@ -322,13 +340,17 @@ def conv2d_forward(
 
 @dataclass
 class WinogradCache:
-    """A Winograd convolution's backward needs the input, not an im2col matrix."""
+    """A Winograd convolution's backward needs the input, not an im2col matrix; where it is
+    small enough, the forward's input transform V too (``RULES["winograd_keep_v_max_bytes"]``:
+    dW then skips gathering and transforming x again)."""
 
     x: Any
     weight: Any
     has_bias: bool
     args: tuple  # (kernel, stride, padding, dilation) as pairs
     m: int  # the output tile side of F(m x m, 3x3)
+    v: TransformedInput | None = None  # the forward's input transform, for dW (small layers)
+    owner: Any = None  # the layer: V's memory goes back to it as its spare
 
 
 def conv2d_backward(dy: Any, cache: Any, *, dw_out: Any = None):
@@ -341,7 +363,9 @@ def conv2d_backward(dy: Any, cache: Any, *, dw_out: Any = None):
     check_grad_shape("conv2d", dy, (x_shape[0], weight.shape[0]) + out_hw)
     if isinstance(cache, WinogradCache):
         threads = share_threads(dy)
-        dw = winograd_weight_grad(cache.x, dy, p, m=cache.m, threads=threads)
+        dw = winograd_weight_grad(cache.x, dy, p, m=cache.m, threads=threads, v=cache.v)
+        if cache.v is not None:
+            keep_spare(cache.owner, cache.v.buffer)
         if dw_out is not None:
             dw_out[...] = dw
         db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None

@@ -51,7 +51,9 @@ input. Tested: 1e-12 in float64; float32 within 2e-6 (m = 2) and 3e-5 (m = 4)
 
 Gradients: at stride 1, dX is the 3x3 convolution of dY with the flipped, channel-swapped kernel
 and padding 2 - P (as ``conv_blocked.conv2d_input_grad_as_conv``): ``winograd_input_grad``. dW
-differentiates the tile formula: ``winograd_weight_grad``, t GEMMs summing over the tiles.
+differentiates the tile formula: ``winograd_weight_grad``, t GEMMs summing over the tiles. It
+needs V, the forward's input transform: ``winograd_conv3x3_keeping_v`` hands it over (one flat
+array, block by block) so the backward need not gather and transform x again.
 
 Where each pays is the planner's table (``plan.py``); measurements in ``docs/performance.md``
 (``benchmarks/winograd_bench.py``).
@@ -60,6 +62,7 @@ Where each pays is the planner's table (``plan.py``); measurements in ``docs/per
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -140,6 +143,43 @@ def winograd_conv3x3(
     return _winograd(x, weight, bias, p, out_hw, block_bytes, m, threads)
 
 
+@dataclass
+class TransformedInput:
+    """V = B^T d B of every tile of x as the forward computed it, block by block: what
+    ``winograd_weight_grad`` would otherwise gather and transform again."""
+
+    blocks: list  # ((n0, n1), (r0, r1)) of each block, as ``_blocks`` cut them
+    v: list  # each block's V (t, C, its tiles): views of ``buffer``
+    buffer: Any  # one flat array holding them all
+
+
+def winograd_conv3x3_keeping_v(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    padding=1,
+    block_bytes: int | None = None,
+    m: int = 2,
+    threads: int = 1,
+    buffer: Any = None,
+) -> tuple[Any, TransformedInput]:
+    """(y, V): ``winograd_conv3x3`` and the input transform V of every tile, for the weight
+    gradient. ``buffer``: a flat array to hold V if it has the right size and dtype (a spare
+    from the last step; see ``winograd_v_size``), else a new one is made."""
+    (k, _, p, _), out_hw = check_conv2d_args("winograd_conv3x3", x, weight, bias, 1, padding, 1)
+    if k != (3, 3):
+        raise ValueError(f"winograd_conv3x3 computes 3x3 convolutions only, got {k[0]}x{k[1]}")
+    kept: list = []
+    y = _winograd(x, weight, bias, p, out_hw, block_bytes, m, threads, kept, buffer)
+    return y, kept[0]
+
+
+def winograd_v_size(x_shape, out_hw, m: int) -> int:
+    """Elements of V for x of ``x_shape`` and an output of ``out_hw``: t C N th tw."""
+    th, tw = -(-out_hw[0] // m), -(-out_hw[1] // m)
+    return (m + 2) ** 2 * x_shape[1] * x_shape[0] * th * tw
+
+
 def winograd_input_grad(
     dy: Any,
     weight: Any,
@@ -180,6 +220,7 @@ def winograd_weight_grad(
     block_bytes: int | None = None,
     m: int = 2,
     threads: int = 1,
+    v: TransformedInput | None = None,
 ) -> Any:
     """dW of y = conv2d(x, weight, stride 1, padding) for a 3x3 weight, by Winograd.
 
@@ -191,6 +232,9 @@ def winograd_weight_grad(
         dM = kron(A^T, A^T)^T @ E                         (t, O, tiles)
         dU[ab] = sum over tiles of dM[ab] @ V[ab]^T       (t, O, C)
         dW = kron(G, G)^T @ dU                            (9, O, C)
+
+    ``v``: the forward's V (``winograd_conv3x3_keeping_v``, same x, padding and m), taken as it
+    is, in its blocks, instead of transforming x again.
     """
     op = "winograd_weight_grad"
     check_nchw(x, op)
@@ -209,20 +253,28 @@ def winograd_weight_grad(
     kb, kg, ka = transform_matrices(m, xp, x.dtype)
     t = kb.shape[0]
     th, tw = -(-out_hw[0] // m), -(-out_hw[1] // m)
-    blocks = _blocks(N, th, tw, C, O, x.itemsize, block_bytes, m, threads)
+    if v is None:
+        blocks = _blocks(N, th, tw, C, O, x.itemsize, block_bytes, m, threads)
+    else:
+        blocks = v.blocks
+        if sum(block.size for block in v.v) != winograd_v_size(x.shape, out_hw, m):
+            raise ValueError(f"{op}: the kept V does not belong to x {tuple(x.shape)} and m={m}")
 
     def weight_grad(share: int, indices: range) -> Any:
         """dU summed over these blocks."""
         du = xp.zeros((t, O, C), dtype=x.dtype)
         for i in indices:
             (n0, n1), (r0, r1) = blocks[i]
-            xs = x[n0:n1].transpose(1, 0, 2, 3)
             dys = dy[n0:n1].transpose(1, 0, 2, 3)  # (O, nb, Ho, Wo)
-            v = _input_transform(xs, p, r0, r1, tw, kb, m, share)  # (t, C, tiles)
+            if v is None:
+                xs = x[n0:n1].transpose(1, 0, 2, 3)
+                vi = _input_transform(xs, p, r0, r1, tw, kb, m, share)  # (t, C, tiles)
+            else:
+                vi = v.v[i]
             e = _gather_tiles(dys, (0, 0), r0, r1, tw, m, m, "winograd_E", share)
-            dm = _workspace(xp, x.dtype, "winograd_M", (t, O, v.shape[2]), share)
+            dm = _workspace(xp, x.dtype, "winograd_M", (t, O, vi.shape[2]), share)
             xp.matmul(ka.T, e.reshape(m * m, -1), out=dm.reshape(t, -1))
-            du += xp.matmul(dm, v.transpose(0, 2, 1))
+            du += xp.matmul(dm, vi.transpose(0, 2, 1))
         return du
 
     du, *others = run_shares(weight_grad, len(blocks), threads)
@@ -243,9 +295,20 @@ def filter_transform(weight: Any, m: int = 2) -> Any:
 
 
 def _winograd(
-    x: Any, weight: Any, bias: Any, p, out_hw, block_bytes: int | None, m: int, threads: int = 1
+    x: Any,
+    weight: Any,
+    bias: Any,
+    p,
+    out_hw,
+    block_bytes: int | None,
+    m: int,
+    threads: int = 1,
+    kept: list | None = None,
+    buffer: Any = None,
 ) -> Any:
-    """The convolution of x (padded by p; negative p crops) with a 3x3 weight, in blocks."""
+    """The convolution of x (padded by p; negative p crops) with a 3x3 weight, in blocks.
+    ``kept`` (a list): V is written into ``buffer`` (or a new array) instead of a workspace and
+    its ``TransformedInput`` appended to the list."""
     xp = get_array_module(x, weight, bias)
     N, C = x.shape[:2]
     O = weight.shape[0]
@@ -255,12 +318,17 @@ def _winograd(
     u = filter_transform(weight, m)
     y6 = xp.empty((N, O, th, m, tw, m), dtype=x.dtype)  # y6[n, o, i, r, j, c] = y[m i + r, m j + c]
     blocks = _blocks(N, th, tw, C, O, x.itemsize, block_bytes, m, threads)
+    vs = None
+    if kept is not None:
+        vs = _kept_v(xp, x.dtype, blocks, t, C, tw, buffer)
+        kept.append(vs)
 
     def convolve(share: int, indices: range) -> None:
         for i in indices:
             (n0, n1), (r0, r1) = blocks[i]
             xs = x[n0:n1].transpose(1, 0, 2, 3)  # (C, nb, H, W): the GEMM's column order
-            v = _input_transform(xs, p, r0, r1, tw, kb, m, share)  # (t, C, tiles)
+            out = None if vs is None else vs.v[i]
+            v = _input_transform(xs, p, r0, r1, tw, kb, m, share, out)  # (t, C, tiles)
             mt = _workspace(xp, x.dtype, "winograd_M", (t, O, v.shape[2]), share)
             xp.matmul(u, v, out=mt)
             yt_shape = (m, m, O, n1 - n0, r1 - r0, tw)
@@ -278,6 +346,19 @@ def _winograd(
     if bias is not None:
         y += bias.reshape(1, O, 1, 1)
     return y
+
+
+def _kept_v(xp: Any, dtype: Any, blocks: list, t: int, C: int, tw: int, buffer: Any):
+    """A TransformedInput with room for every block's V, in ``buffer`` where it fits exactly."""
+    sizes = [t * C * (n1 - n0) * (r1 - r0) * tw for (n0, n1), (r0, r1) in blocks]
+    total = sum(sizes)
+    fits = buffer is not None and buffer.size == total and buffer.dtype == dtype
+    flat = buffer if fits and get_array_module(buffer) is xp else xp.empty(total, dtype=dtype)
+    views, start = [], 0
+    for size in sizes:
+        views.append(flat[start : start + size].reshape(t, C, -1))
+        start += size
+    return TransformedInput(blocks, views, flat)
 
 
 def _block_shape(N: int, th: int, tw: int, C: int, O: int, itemsize: int, budget: int, m: int = 2):
@@ -333,13 +414,15 @@ def _gather_tiles(
     return d.reshape(side * side, C, -1)
 
 
-def _input_transform(xs: Any, p, r0: int, r1: int, tw: int, kb: Any, m: int, share=0) -> Any:
+def _input_transform(
+    xs: Any, p, r0: int, r1: int, tw: int, kb: Any, m: int, share=0, out: Any = None
+) -> Any:
     """V = B^T d B for every tile of tile rows r0..r1 of xs (C, nb, H, W) padded by p:
     (t, C, tiles), one GEMM with kron(B^T, B^T) on the gathered tiles (in ``share``'s
-    workspaces)."""
+    workspaces, or into ``out``)."""
     xp = get_array_module(xs)
     d = _gather_tiles(xs, p, r0, r1, tw, m, m + 2, "winograd_D", share)
-    v = _workspace(xp, xs.dtype, "winograd_V", d.shape, share)
+    v = _workspace(xp, xs.dtype, "winograd_V", d.shape, share) if out is None else out
     xp.matmul(kb, d.reshape(kb.shape[0], -1), out=v.reshape(kb.shape[0], -1))
     return v
 
