@@ -23,6 +23,7 @@ from tinyfcn.fast.conv_blocked import (
 )
 from tinyfcn.fast.conv_chunked import conv2d_chunked
 from tinyfcn.fast.conv_kept import conv2d_kept_backward, conv2d_kept_forward
+from tinyfcn.fast.conv_shifted import ShiftedConvCache
 from tinyfcn.fast.gemm import matmul_in_bands, weight_grad_gemm
 from tinyfcn.functional.conv import check_conv2d_args, normalize_conv_args
 from tinyfcn.nn import Conv2d, manual_seed, no_grad
@@ -233,8 +234,9 @@ def test_planner_bands_only_the_huge_weight_gemms_on_few_pixels(monkeypatch):
 @pytest.mark.parametrize(
     "x_shape, w_shape, padding, need_backward",
     [
-        ((8, 16, 64, 64), (16, 16, 3, 3), 1, True),  # blocked, samples shared out
-        ((8, 16, 64, 64), (16, 16, 3, 3), 1, False),  # chunked, shared out
+        ((8, 16, 64, 64), (16, 16, 3, 3), 1, True),  # shifted, samples shared out
+        ((8, 16, 64, 64), (16, 16, 3, 3), 1, False),  # shifted, shared out, forward only
+        ((8, 16, 64, 64), (16, 16, 3, 3), 0, True),  # P = 0 <= K - 1: shifted too
         ((1, 16, 64, 64), (16, 16, 3, 3), 1, True),  # blocked, one sample
         ((1, 64, 56, 56), (64, 64, 3, 3), 1, True),  # Winograd F(4x4)
         ((2, 128, 28, 28), (128, 128, 3, 3), 1, False),  # Winograd F(2x2)
@@ -256,9 +258,13 @@ def test_describe_conv2d_names_the_kernel_that_runs(
         assert words == f"winograd F({cache.m}x{cache.m}), 2 threads"
     elif isinstance(cache, BlockedConvCache):
         assert words == "blocked" + (f", {cache.threads} threads" if cache.threads > 1 else "")
+    elif isinstance(cache, ShiftedConvCache):
+        assert words == f"shifted, {cache.threads} threads" and cache.threads == 2
     elif cache is None:
-        assert words.startswith("winograd" if min(w_shape[:2]) >= 128 else "chunked")
-        assert words.endswith("2 threads") == (x_shape[0] > 1)
+        shared = x_shape[0] > 1
+        forward_only = "shifted" if shared else "chunked"
+        assert words.startswith("winograd" if min(w_shape[:2]) >= 128 else forward_only)
+        assert words.endswith("2 threads") == shared
     else:
         assert words == "kept" + (f", {cache.threads} threads" if cache.threads > 1 else "")
         assert cache.threads == (2 if w.nbytes >= 32 * 2**20 else 1)
@@ -307,12 +313,15 @@ def test_conv2d_layer_takes_the_blocked_kernel_and_matches_torch(xp, device, tin
     assert_close(layer.bias.grad, bt.grad, "bias.grad (two steps)")
 
 
+@pytest.mark.parametrize("shifted", [True, False])
 def test_conv2d_layer_shares_samples_among_threads_and_matches_torch(
-    xp, device, tiny_blocks, monkeypatch
+    xp, device, tiny_blocks, monkeypatch, shifted
 ):
-    """Training and inference through the layer with samples shared out among 3 threads: the
-    cache says so, and two accumulated steps equal torch's."""
+    """Training and inference through the layer with samples shared out among 3 threads, by
+    shifted views (NumPy) or im2col blocks: the cache says so, and two accumulated steps equal
+    torch's."""
     monkeypatch.setattr(plan, "get_blas_threads", lambda: 3)
+    monkeypatch.setitem(plan.RULES, "shifted_conv", shifted)
     monkeypatch.setitem(plan.RULES, "shared_min_patch", 0)
     monkeypatch.setitem(plan.RULES, "shared_min_pixels", 0)
     manual_seed(0)
@@ -324,7 +333,10 @@ def test_conv2d_layer_shares_samples_among_threads_and_matches_torch(
     with fast.enabled():
         for _ in range(2):
             y = layer(xp.asarray(x))
-            assert layer.__dict__["_cache"][1].threads == expected_threads
+            cache = layer.__dict__["_cache"][1]
+            assert cache.threads == expected_threads
+            kind = ShiftedConvCache if shifted and xp is np else BlockedConvCache
+            assert type(cache) is kind
             dx = layer.backward(xp.asarray(dy))
         with no_grad():
             y_inference = layer(xp.asarray(x))

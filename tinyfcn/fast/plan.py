@@ -29,6 +29,11 @@ of >= 2 samples, patch     threads (``shares.py``), one  a (16, 144) weight; a t
 >= 64, map >= 32x32        BLAS thread each; training    overlaps copies and GEMMs (width 1/4,
 (conv1_2 .. conv3_3 at     takes the blocked kernel for  fwd+bwd: conv1_2 46-71 -> 28-42 ms;
 width 1/4)                 any patch                     conv3_1..3_3 + conv4_1 101-111 -> 91-94)
+the same, stride 1 and     ``conv_shifted``: each tap    no im2col matrix written and read back
+P <= D(K-1), NumPy with    a GEMM on a shifted view of   (width 1/4, fwd+dX+dW, 2 threads: conv1_2
+its OpenBLAS's cblas       the flat padded input, added  44 -> 35 ms, conv2_1 23 -> 17, conv2_2
+                           up by the GEMM (beta = 1)     37 -> 28, conv3_1 17 -> 15, conv3_2 23 ->
+                                                         20)
 dX of a stride-1 conv      ``conv2d_input_grad_as_conv`` no col2im read-modify-write passes (16 ch
 with O <= C, |W| <= |dX|   conv of dY, flipped kernel    at 8x128x128, 1 thread: 40 -> 14 ms); not
                                                          3 -> 64 ch (11 ms col2im, 33 as a conv)
@@ -79,9 +84,17 @@ from ..functional.pool import (
     pad_for_windows,
     route_nan_windows,
 )
+from . import cblas
 from .conv_blocked import BlockedConvCache, conv2d_blocked_backward, conv2d_blocked_forward
 from .conv_chunked import conv2d_chunked
 from .conv_kept import KeptConvCache, conv2d_kept_backward, conv2d_kept_forward
+from .conv_shifted import (
+    ShiftedConvCache,
+    conv2d_shifted_backward,
+    conv2d_shifted_forward,
+    shifted_conv2d,
+    supports_shifted,
+)
 from .pool2x2 import max_pool2d_backward_disjoint, max_pool_2x2
 from .subpixel import (
     pixel_shuffle,
@@ -125,6 +138,9 @@ RULES = {
     # many output pixels a sample at least (32x32: conv3_x at width 1/4; not 16x16)
     "shared_min_patch": 64,
     "shared_min_pixels": 1024,
+    # ... and where those shares' conv is stride 1 with P <= D(K-1), by shifted views
+    # (conv_shifted.py) instead of im2col blocks (False: never)
+    "shifted_conv": True,
     # the kept conv's GEMMs in bands shared out among threads: a weight this large at least, on
     # this many pixels (the batch's output pixels, the GEMMs' columns) at most
     "banded_min_weight_bytes": 32 * 2**20,
@@ -256,8 +272,8 @@ def training_blas_threads(step_gflops: float, available: int) -> int:
 
 def describe_conv2d(x, weight_shape, stride=1, padding=0, dilation=1, need_backward=True) -> str:
     """What ``conv2d_forward`` (and its backward) runs for ``x`` (its shape and array type are
-    read) and a weight of ``weight_shape``: "winograd F(4x4)", "blocked", "kept" or "chunked",
-    with ", N threads" where the work is shared out among threads."""
+    read) and a weight of ``weight_shape``: "winograd F(4x4)", "shifted", "blocked", "kept" or
+    "chunked", with ", N threads" where the work is shared out among threads."""
     args = normalize_conv_args(tuple(weight_shape[2:]), stride, padding, dilation)
     out_hw = conv_output_shape("conv2d", tuple(x.shape[2:]), *args)
     kernel, m, threads = conv2d_choice(x, weight_shape, args, out_hw, need_backward)
@@ -299,6 +315,8 @@ def conv2d_choice(x: Any, weight_shape, args, out_hw, need_backward: bool):
         return kernel, winograd_tile(weight_shape, args, out_hw), share_threads(x)
     if kernel == "kept":
         return kernel, None, banded_gemm_threads(x, weight_shape, out_hw)
+    if threads > 1 and RULES["shifted_conv"] and supports_shifted(args) and cblas.available(x):
+        return "shifted", None, threads
     return kernel, None, threads
 
 
@@ -329,6 +347,10 @@ def conv2d_forward(
         else:
             y = winograd_conv3x3(x, weight, bias, args[2], m=m, threads=threads)
         return y, WinogradCache(x, weight, bias is not None, args, m, v, owner)
+    if kernel == "shifted":
+        if not need_backward:
+            return shifted_conv2d(x, weight, bias, args[2], args[3], threads), None
+        return conv2d_shifted_forward(x, weight, bias, *args, threads)
     if kernel == "chunked":
         block = forward_block_bytes(patch, x.itemsize, threads)
         return conv2d_chunked(x, weight, bias, *args, out_hw, block, threads), None
@@ -371,6 +393,8 @@ def conv2d_backward(dy: Any, cache: Any, *, dw_out: Any = None):
         db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
         dx = winograd_input_grad(dy, weight, p, m=cache.m, threads=threads)
         return dx, dw if dw_out is None else dw_out, db
+    if isinstance(cache, ShiftedConvCache):
+        return conv2d_shifted_backward(dy, cache, dw_out)
     threads = cache.threads if isinstance(cache, BlockedConvCache) else 1
     dx_block = dx_conv_block_bytes(weight.shape, x_shape, cache.args, dy.itemsize, threads)
     if isinstance(cache, BlockedConvCache):
