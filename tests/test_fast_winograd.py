@@ -106,7 +106,9 @@ def test_weight_grad_from_the_forwards_kept_v_equals_textbook(xp, name, budget, 
     assert sum(v.size for v in kept.v) == kept.buffer.size
     assert all(v.base is kept.buffer for v in kept.v)
     x_garbage = xp.full_like(x, np.nan)  # V alone carries x: dW must not read x again
-    ours = winograd_weight_grad(x_garbage, dy, p, BUDGETS[budget], m, threads, v=kept)
+    out = xp.full(dw.shape, np.nan)  # overwritten, never read
+    ours = winograd_weight_grad(x_garbage, dy, p, BUDGETS[budget], m, threads, v=kept, out=out)
+    assert ours is out
     assert_same_as_textbook(ours, dw, f"{name} dw from the kept V ({threads} threads)")
     spare = xp.full(kept.buffer.size, np.nan)
     _, again = winograd_conv3x3_keeping_v(x, w, b, p, BUDGETS[budget], m, threads, spare)

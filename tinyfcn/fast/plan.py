@@ -385,14 +385,12 @@ def conv2d_backward(dy: Any, cache: Any, *, dw_out: Any = None):
     check_grad_shape("conv2d", dy, (x_shape[0], weight.shape[0]) + out_hw)
     if isinstance(cache, WinogradCache):
         threads = share_threads(dy)
-        dw = winograd_weight_grad(cache.x, dy, p, m=cache.m, threads=threads, v=cache.v)
+        dw = winograd_weight_grad(cache.x, dy, p, m=cache.m, threads=threads, v=cache.v, out=dw_out)
         if cache.v is not None:
             keep_spare(cache.owner, cache.v.buffer)
-        if dw_out is not None:
-            dw_out[...] = dw
         db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
         dx = winograd_input_grad(dy, weight, p, m=cache.m, threads=threads)
-        return dx, dw if dw_out is None else dw_out, db
+        return dx, dw, db
     if isinstance(cache, ShiftedConvCache):
         return conv2d_shifted_backward(dy, cache, dw_out)
     threads = cache.threads if isinstance(cache, BlockedConvCache) else 1

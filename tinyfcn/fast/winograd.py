@@ -221,6 +221,7 @@ def winograd_weight_grad(
     m: int = 2,
     threads: int = 1,
     v: TransformedInput | None = None,
+    out: Any = None,
 ) -> Any:
     """dW of y = conv2d(x, weight, stride 1, padding) for a 3x3 weight, by Winograd.
 
@@ -234,7 +235,8 @@ def winograd_weight_grad(
         dW = kron(G, G)^T @ dU                            (9, O, C)
 
     ``v``: the forward's V (``winograd_conv3x3_keeping_v``, same x, padding and m), taken as it
-    is, in its blocks, instead of transforming x again.
+    is, in its blocks, instead of transforming x again. ``out``: an (O, C, 3, 3) array to write
+    dW into (e.g. the zeroed ``.grad``), else a new one.
     """
     op = "winograd_weight_grad"
     check_nchw(x, op)
@@ -280,8 +282,11 @@ def winograd_weight_grad(
     du, *others = run_shares(weight_grad, len(blocks), threads)
     for du_share in others:  # in share order
         du += du_share
-    dw = (kg.T @ du.reshape(t, O * C)).reshape(3, 3, O, C)
-    return xp.ascontiguousarray(dw.transpose(2, 3, 0, 1))
+    dw = (kg.T @ du.reshape(t, O * C)).reshape(3, 3, O, C).transpose(2, 3, 0, 1)
+    if out is None:
+        return xp.ascontiguousarray(dw)
+    out[...] = dw
+    return out
 
 
 def filter_transform(weight: Any, m: int = 2) -> Any:
