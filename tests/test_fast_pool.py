@@ -15,7 +15,10 @@ from tinyfcn.fast import plan
 
 @pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
 @pytest.mark.parametrize("name", IDS)
-def test_engine_pool_equals_textbook(xp, name, ties):
+@pytest.mark.parametrize("threads", [1, 2, 3])  # > 1: samples, or channels, shared out
+def test_engine_pool_equals_textbook(xp, name, ties, threads, monkeypatch):
+    monkeypatch.setattr(plan, "get_blas_threads", lambda: threads)
+    monkeypatch.setitem(plan.RULES, "threaded_elementwise_min_elements", 1)
     shape, k, s, p, d, ceil = CONFIGS[name]
     x = signed_distinct(IDS.index(name), shape)
     if ties:  # after a ReLU most windows tie at 0

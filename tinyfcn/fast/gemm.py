@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import get_array_module
-from .shares import run_shares
+from .shares import run_shares, runs
 
 
 def weight_grad_gemm(
@@ -42,14 +42,11 @@ def matmul_in_bands(a: Any, b: Any, out: Any, threads: int, bands: int) -> Any:
     """out (M, N) = a (M, K) @ b (K, N), the M rows in ``bands`` bands of about M / bands rows
     shared out among ``threads`` threads (round robin); returns out."""
     xp = get_array_module(a, b, out)
-    M = out.shape[0]
-    bands = max(1, min(bands, M))
-    edges = [M * i // bands for i in range(bands + 1)]
+    rows = runs(out.shape[0], bands)
 
     def multiply(share: int, indices: range) -> None:
         for i in indices:
-            r0, r1 = edges[i], edges[i + 1]
-            xp.matmul(a[r0:r1], b, out=out[r0:r1])
+            xp.matmul(a[rows[i]], b, out=out[rows[i]])
 
-    run_shares(multiply, bands, threads)
+    run_shares(multiply, len(rows), threads)
     return out

@@ -31,9 +31,9 @@ of >= 2 samples, patch     threads (``shares.py``), one  a (16, 144) weight; a t
 width 1/4)                 any patch                     conv3_1..3_3 + conv4_1 101-111 -> 91-94)
 the same, stride 1 and     ``conv_shifted``: each tap    no im2col matrix written and read back
 P <= D(K-1), NumPy with    a GEMM on a shifted view of   (width 1/4, fwd+dX+dW, 2 threads: conv1_2
-its OpenBLAS's cblas       the flat padded input, added  44 -> 35 ms, conv2_1 23 -> 17, conv2_2
-                           up by the GEMM (beta = 1)     37 -> 28, conv3_1 17 -> 15, conv3_2 23 ->
-                                                         20)
+its OpenBLAS's cblas       the flat padded input, added  28 -> 22 ms, conv2_1 15 -> 11, conv2_2
+                           up by the GEMM (beta = 1)     21 -> 17, conv3_2 17 -> 16); not at batch
+                                                         1 nor on 16x16 maps (slower)
 dX of a stride-1 conv      ``conv2d_input_grad_as_conv`` no col2im read-modify-write passes (16 ch
 with O <= C, |W| <= |dX|   conv of dY, flipped kernel    at 8x128x128, 1 thread: 40 -> 14 ms); not
                                                          3 -> 64 ch (11 ms col2im, 33 as a conv)
@@ -49,6 +49,10 @@ ConvTranspose2d "auto" or  ``subpixel``: stride-1 conv   one GEMM and one copy i
 max-pool 2x2, stride 2     ``pool2x2``: two pairwise     half the time of four strided taps
 (every VGG pool)           maxima; backward writes       (conv1_2's output, width 1/4: 11.5 ->
                            instead of adding             5.3 ms)
+ReLU, the 2x2 pool, on     ``relu.py``, ``pool2x2``:     NumPy's ufuncs run on one thread, torch's
+>= 2^20 elements (NumPy;   runs of elements (samples,    on all (width 1/4, pool1..pool3 forward
+ReLU <= 2^22)              channels) shared out among    15.6 -> 11.5 ms, fwd+bwd 23.5 -> 20.1)
+                           threads
 training a small network    one BLAS thread               waking OpenBLAS's second thread costs more
 (< 1 GFLOP forward a step:                               than it saves (a demo step: 19.7 -> 17.4
 the demo's is 0.09)                                      ms); ``tinyfcn.runs`` pins the choice
@@ -65,7 +69,7 @@ from typing import Any
 from .. import functional as F
 from ..backend import get_array_module
 from ..blas import get_blas_threads
-from ..functional._checks import pair
+from ..functional._checks import check_float_array, pair
 from ..functional.conv import (
     check_conv2d_args,
     check_grad_shape,
@@ -84,7 +88,7 @@ from ..functional.pool import (
     pad_for_windows,
     route_nan_windows,
 )
-from . import cblas
+from . import cblas, relu
 from .conv_blocked import BlockedConvCache, conv2d_blocked_backward, conv2d_blocked_forward
 from .conv_chunked import conv2d_chunked
 from .conv_kept import KeptConvCache, conv2d_kept_backward, conv2d_kept_forward
@@ -145,6 +149,12 @@ RULES = {
     # this many pixels (the batch's output pixels, the GEMMs' columns) at most
     "banded_min_weight_bytes": 32 * 2**20,
     "banded_max_pixels": 64,
+    # ReLU and the 2x2 pool on several threads (relu.py): arrays of this many elements at least
+    # (ReLU fwd+bwd, 1 / 2 threads: 2^19 0.85 / 1.43 ms, 2^20 2.0 / 1.7, 2^22 8.5 / 6.3); ReLU at
+    # most this many: from 2^23 (32 MB float32, fresh pages every call) two threads faulting pages
+    # in at once lose (24 / 32-48 ms), where the pool still gains (63 / 35)
+    "threaded_elementwise_min_elements": 2**20,
+    "threaded_relu_max_elements": 2**22,
     # BLAS threads for training a network this small (forward GFLOP per step)
     "small_network_blas_threads": 1,
     "small_network_max_gflops": 1.0,
@@ -195,6 +205,19 @@ def banded_gemm_threads(x: Any, weight_shape, out_hw) -> int:
     if weight_bytes < RULES["banded_min_weight_bytes"] or pixels > RULES["banded_max_pixels"]:
         return 1
     return share_threads(x)
+
+
+def elementwise_threads(x: Any) -> int:
+    """Threads for ReLU's and the 2x2 pool's passes over x: ``share_threads`` for a large NumPy
+    array, else 1."""
+    if x.size < RULES["threaded_elementwise_min_elements"]:
+        return 1
+    return share_threads(x)
+
+
+def relu_threads(x: Any) -> int:
+    """``elementwise_threads`` for ReLU, which has no gain from 2^23 elements on."""
+    return 1 if x.size > RULES["threaded_relu_max_elements"] else elementwise_threads(x)
 
 
 def conv2d_kernel(
@@ -491,7 +514,8 @@ def max_pool2d_forward(x: Any, kernel_size, stride=None, padding=0, dilation=1, 
     if not (k == s == (2, 2) and d == (1, 1)):
         return F.max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode)
     x_pad = pad_for_windows(x, p, k, s, d, out_hw, -float("inf"))
-    y, argmax = max_pool_2x2(x_pad[:, :, : 2 * out_hw[0], : 2 * out_hw[1]])
+    threads = elementwise_threads(x)
+    y, argmax = max_pool_2x2(x_pad[:, :, : 2 * out_hw[0], : 2 * out_hw[1]], threads)
     route_nan_windows(y, argmax, x_pad, k, s, d)
     return y, MaxPool2dCache(argmax, tuple(x.shape), (k, s, p, d))
 
@@ -502,4 +526,25 @@ def max_pool2d_backward(dy: Any, cache: Any):
     if not all(s[a] >= d[a] * (k[a] - 1) + 1 for a in range(2)):
         return F.max_pool2d_backward(dy, cache)
     check_grad_shape("max_pool2d", dy, tuple(cache.x_shape[:2]) + tuple(cache.argmax.shape[2:]))
-    return max_pool2d_backward_disjoint(dy, cache)
+    return max_pool2d_backward_disjoint(dy, cache, elementwise_threads(dy))
+
+
+# --- ReLU ----------------------------------------------------------------------------------------
+
+
+def relu_forward(x: Any):
+    """``functional.relu_forward``: (y, mask), on several threads for a large contiguous array."""
+    check_float_array(x, "input", "relu")
+    threads = relu_threads(x)
+    if threads == 1 or not x.flags.c_contiguous:
+        return F.relu_forward(x)
+    return relu.relu_forward(x, threads)
+
+
+def relu_backward(dy: Any, mask: Any):
+    """``functional.relu_backward``, on several threads for large contiguous arrays."""
+    threads = relu_threads(dy)
+    contiguous = dy.flags.c_contiguous and mask.flags.c_contiguous
+    if threads == 1 or not contiguous or dy.shape != mask.shape:
+        return F.relu_backward(dy, mask)
+    return relu.relu_backward(dy, mask, threads)

@@ -35,6 +35,14 @@ def sample_shares(n: int, threads: int) -> list[range]:
     return [range(t, n, threads) for t in range(threads)]
 
 
+def runs(n: int, parts: int) -> list[slice]:
+    """``parts`` contiguous slices of about n / parts items covering range(n) (fewer where n is
+    smaller): bands of rows, runs of elements, of samples or of channels."""
+    parts = max(1, min(parts, n))
+    edges = [n * i // parts for i in range(parts + 1)]
+    return [slice(edges[i], edges[i + 1]) for i in range(parts)]
+
+
 def run_shares(work: Callable[[int, range], Any], n: int, threads: int) -> list[Any]:
     """[work(t, items of share t) for each share of n items], share 0 on this thread, the others
     on a pool, each with one BLAS thread; returns when every share has finished, even if one

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import fast
+from ..fast import plan
 from ..functional._checks import check_float_array
 from ..functional.activation import (
     _check_p,
@@ -20,15 +22,17 @@ from .module import Module
 
 
 class ReLU(Module):
-    """y = max(x, 0); dx = dy * (x > 0)."""
+    """y = max(x, 0); dx = dy * (x > 0). While the engine is on, ``fast.plan`` spreads large
+    arrays over CPU threads (the same numbers)."""
 
     def forward(self, x: Any) -> Any:
-        y, mask = relu_forward(x)
+        y, mask = (plan.relu_forward if fast.is_enabled() else relu_forward)(x)
         self._save(mask)
         return y
 
     def backward(self, dy: Any) -> Any:
-        return relu_backward(dy, self._take_cache())
+        mask = self._take_cache()
+        return (plan.relu_backward if fast.is_enabled() else relu_backward)(dy, mask)
 
 
 class Dropout(Module):
