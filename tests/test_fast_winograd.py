@@ -104,7 +104,8 @@ def test_weight_grad_from_the_forwards_kept_v_equals_textbook(xp, name, budget, 
     assert_same_as_textbook(ours_y, y, f"{name} y keeping V ({threads} threads)")
     assert kept.buffer.size == winograd_v_size(x.shape, y.shape[2:], m)
     assert sum(v.size for v in kept.v) == kept.buffer.size
-    assert all(v.base is kept.buffer for v in kept.v)
+    if xp is np:  # views of the one flat array (CuPy keeps its own notion of a view's base)
+        assert all(v.base is kept.buffer for v in kept.v)
     x_garbage = xp.full_like(x, np.nan)  # V alone carries x: dW must not read x again
     out = xp.full(dw.shape, np.nan)  # overwritten, never read
     ours = winograd_weight_grad(x_garbage, dy, p, BUDGETS[budget], m, threads, v=kept, out=out)
