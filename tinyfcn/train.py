@@ -68,6 +68,7 @@ class TrainState:
     batch: int = 0  # next batch index within ``epoch``
     best_mean_iou: float = -1.0
     history: list[dict] = field(default_factory=list)
+    loss_window: list[float] = field(default_factory=list)  # losses since the last log row
 
 
 def _dropout_layers(model: nn.Module) -> list[tuple[str, Any]]:
@@ -201,8 +202,9 @@ class Trainer:
         return s.history
 
     def _loop(self, epochs: int, max_steps: int | None, bar) -> None:
-        window, seen, started = [], 0, time.perf_counter()
+        seen, started = 0, time.perf_counter()
         s = self.state
+        window = s.loss_window  # kept in checkpoints: a resumed run logs the same mean
         while s.epoch < epochs and (max_steps is None or s.step < max_steps):
             for images, labels in self.train_loader.epoch(s.epoch, start_batch=s.batch):
                 t0 = time.perf_counter()
@@ -228,7 +230,8 @@ class Trainer:
                         "images_per_s": seen / (time.perf_counter() - started),
                         "seconds": time.perf_counter() - started,
                     }
-                    window, seen, started = [], 0, time.perf_counter()
+                    window.clear()
+                    seen, started = 0, time.perf_counter()
                     if validate:
                         row.update(self._validate(bar))
                     self._log(row)
@@ -310,6 +313,7 @@ class Trainer:
             batch=s.batch,
             best_mean_iou=s.best_mean_iou,
             history=s.history,
+            loss_window=s.loss_window,
             dropout_rngs=_jsonable(dropout),
             **self.extra_meta,
             **meta,
@@ -333,6 +337,7 @@ class Trainer:
             meta["batch"],
             meta["best_mean_iou"],
             list(meta.get("history", [])),
+            [float(v) for v in meta.get("loss_window", [])],  # absent before 2026-12-06
         )
         own = self.out_dir is not None and self.out_dir / "checkpoint.npz"
         if own and Path(path).resolve() == own.resolve():
