@@ -395,6 +395,14 @@ def test_a_stop_during_validation_saves_the_step_and_resumes_bit_identically(tmp
         straight.model.named_parameters(), resumed.model.named_parameters(), strict=True
     ):
         assert a.data.tobytes() == b.data.tobytes(), name
+    # the interrupted step's row is logged by the resumed run, its validation done then
+    timing = ("images_per_s", "seconds")
+
+    def rows(path):
+        return [{k: v for k, v in r.items() if k not in timing} for r in csv.DictReader(open(path))]
+
+    assert rows(tmp_path / "run" / "log.csv") == rows(tmp_path / "straight" / "log.csv")
+    assert [r["mean_iou"] != "" for r in rows(tmp_path / "run" / "log.csv")].count(True) >= 2
 
 
 def test_progress_on_a_terminal_is_a_live_bar(tmp_path):

@@ -69,6 +69,7 @@ class TrainState:
     best_mean_iou: float = -1.0
     history: list[dict] = field(default_factory=list)
     loss_window: list[float] = field(default_factory=list)  # losses since the last log row
+    pending_row: dict | None = None  # a log row whose validation a stop interrupted
 
 
 def _dropout_layers(model: nn.Module) -> list[tuple[str, Any]]:
@@ -205,6 +206,8 @@ class Trainer:
         seen, started = 0, time.perf_counter()
         s = self.state
         window = s.loss_window  # kept in checkpoints: a resumed run logs the same mean
+        if s.pending_row is not None:  # stopped while validating: validate that step now
+            self._validate_and_log(dict(s.pending_row), bar)
         while s.epoch < epochs and (max_steps is None or s.step < max_steps):
             for images, labels in self.train_loader.epoch(s.epoch, start_batch=s.batch):
                 t0 = time.perf_counter()
@@ -233,14 +236,23 @@ class Trainer:
                     window.clear()
                     seen, started = 0, time.perf_counter()
                     if validate:
-                        row.update(self._validate(bar))
-                    self._log(row)
+                        self._validate_and_log(row, bar)
+                    else:
+                        self._log(row)
                 if s.step % self.checkpoint_every == 0:
                     self.save_checkpoint()
                 if self.stop_requested:
                     raise _Stop
                 if s.step == max_steps:
                     break
+
+    def _validate_and_log(self, row: dict, bar) -> None:
+        """Validate, then log ``row`` with the metrics; a stop during validation leaves the row
+        pending in the state (and so in the checkpoint) for the resumed run to finish."""
+        self.state.pending_row = row
+        row.update(self._validate(bar))
+        self.state.pending_row = None
+        self._log(row)
 
     def _validate(self, bar) -> dict:
         try:
@@ -314,6 +326,7 @@ class Trainer:
             best_mean_iou=s.best_mean_iou,
             history=s.history,
             loss_window=s.loss_window,
+            pending_row=s.pending_row,
             dropout_rngs=_jsonable(dropout),
             **self.extra_meta,
             **meta,
@@ -338,6 +351,7 @@ class Trainer:
             meta["best_mean_iou"],
             list(meta.get("history", [])),
             [float(v) for v in meta.get("loss_window", [])],  # absent before 2026-12-06
+            meta.get("pending_row"),
         )
         own = self.out_dir is not None and self.out_dir / "checkpoint.npz"
         if own and Path(path).resolve() == own.resolve():
