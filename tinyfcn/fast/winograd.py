@@ -136,11 +136,17 @@ def winograd_conv3x3(
     ``block_bytes``: the most tile memory held at once (default ``im2col_budget()``); ``threads``
     > 1: the blocks shared out among that many threads, each with its own (``shares.py``).
     """
+    p, out_hw = _checked_3x3(x, weight, bias, padding)
+    return _winograd(x, weight, bias, p, out_hw, block_bytes, m, threads)
+
+
+def _checked_3x3(x: Any, weight: Any, bias: Any, padding):
+    """(padding pair, output size) of a valid 3x3 stride-1 convolution, else a clear error."""
     op = "winograd_conv3x3"
     (k, _, p, _), out_hw = check_conv2d_args(op, x, weight, bias, 1, padding, 1)
     if k != (3, 3):
         raise ValueError(f"{op} computes 3x3 convolutions only, got a {k[0]}x{k[1]} kernel")
-    return _winograd(x, weight, bias, p, out_hw, block_bytes, m, threads)
+    return p, out_hw
 
 
 @dataclass
@@ -166,9 +172,7 @@ def winograd_conv3x3_keeping_v(
     """(y, V): ``winograd_conv3x3`` and the input transform V of every tile, for the weight
     gradient. ``buffer``: a flat array to hold V if it has the right size and dtype (a spare
     from the last step; see ``winograd_v_size``), else a new one is made."""
-    (k, _, p, _), out_hw = check_conv2d_args("winograd_conv3x3", x, weight, bias, 1, padding, 1)
-    if k != (3, 3):
-        raise ValueError(f"winograd_conv3x3 computes 3x3 convolutions only, got {k[0]}x{k[1]}")
+    p, out_hw = _checked_3x3(x, weight, bias, padding)
     kept: list = []
     y = _winograd(x, weight, bias, p, out_hw, block_bytes, m, threads, kept, buffer)
     return y, kept[0]
