@@ -123,13 +123,14 @@ def test_input_grad_as_conv_equals_textbook_and_torch(xp, name):
 
 @pytest.mark.parametrize("O, K, M", [(4, 9, 300), (600, 9, 300), (4, 9, 20)])
 @pytest.mark.parametrize("accumulate", [False, True])
-def test_weight_grad_gemm_both_orders_give_dy2_cols_t(xp, O, K, M, accumulate):
+@pytest.mark.parametrize("threads", [1, 2])  # 2: the direct order in bands
+def test_weight_grad_gemm_both_orders_give_dy2_cols_t(xp, O, K, M, accumulate, threads):
     rng = np.random.default_rng(O + M)
     dy2, cols = xp.asarray(rng.standard_normal((O, M))), xp.asarray(rng.standard_normal((K, M)))
     start = xp.asarray(rng.standard_normal((O, K)))
     for transposed in (False, True):
         dw2 = start.copy()
-        weight_grad_gemm(dy2, cols, dw2, transposed, accumulate=accumulate)
+        weight_grad_gemm(dy2, cols, dw2, transposed, accumulate=accumulate, threads=threads)
         expected = dy2 @ cols.T + (start if accumulate else 0)
         assert_same_as_textbook(dw2, expected, f"dW ({O}x{K} on {M} px, transposed {transposed})")
 

@@ -6,7 +6,7 @@ written straight into the parameter's gradient, in the GEMM order the planner pi
 is computed the matrix is dead, so W2^T @ dY2 (the same shape) is written into it before col2im,
 or dX is computed as a convolution of dY (``conv_blocked``) where the planner says that pays.
 With ``threads`` > 1 (fc6 and fc7 at batch 1: a huge weight against a few columns) each of the
-three GEMMs runs in bands of rows shared out among threads (``gemm.matmul_in_bands``).
+three GEMMs runs in bands of rows shared out among threads (``gemm.matmul``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from ..backend import get_array_module
 from ..functional.conv import col2im, columns_as_batch, is_pointwise, pad2d, pixels_as_columns
 from .conv_blocked import conv2d_input_grad_as_conv
-from .gemm import matmul_in_bands, weight_grad_gemm
+from .gemm import matmul, weight_grad_gemm
 from .im2col import im2col_into
 from .workspace import keep_spare, take_spare
 
@@ -35,17 +35,6 @@ class KeptConvCache:
     threads: int = 1  # > 1: every GEMM in bands shared out among this many threads
 
 
-def _matmul(a: Any, b: Any, out: Any, threads: int) -> Any:
-    """out = a @ b, in bands among ``threads`` threads where that is more than one."""
-    if threads > 1:
-        return matmul_in_bands(a, b, out, threads, BANDS_PER_THREAD * threads)
-    return get_array_module(a, b, out).matmul(a, b, out=out)
-
-
-BANDS_PER_THREAD = 4  # fc6's forward GEMM, medians of two runs: 120, 139 ms in one GEMM, 103,
-# 128 in 2 bands, 95, 113 in 8
-
-
 def conv2d_kept_forward(
     x: Any, weight: Any, bias: Any, k, s, p, d, out_hw, owner: Any = None, threads: int = 1
 ):
@@ -60,7 +49,7 @@ def conv2d_kept_forward(
         cols = take_spare(owner, shape, x)
         cols = xp.empty(shape, dtype=x.dtype) if cols is None else cols
         im2col_into(cols, pad2d(x, p), k, s, d, out_hw)
-    y2 = _matmul(w2, cols, xp.empty((O, cols.shape[1]), dtype=x.dtype), threads)
+    y2 = matmul(w2, cols, xp.empty((O, cols.shape[1]), dtype=x.dtype), threads)
     y = columns_as_batch(y2, N, *out_hw)
     if bias is not None:
         y += bias.reshape(1, O, 1, 1)
@@ -83,19 +72,16 @@ def conv2d_kept_backward(
     O = weight.shape[0]
     dy2 = pixels_as_columns(dy)
     dw = xp.empty(weight.shape, dtype=dy.dtype) if dw_out is None else dw_out
-    if cache.threads > 1 and not dw_transposed:
-        _matmul(dy2, cols.T, dw.reshape(O, -1), cache.threads)
-    else:
-        weight_grad_gemm(dy2, cols, dw.reshape(O, -1), dw_transposed)
+    weight_grad_gemm(dy2, cols, dw.reshape(O, -1), dw_transposed, threads=cache.threads)
     db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
     if dx_conv_block_bytes is not None:
         dx = conv2d_input_grad_as_conv(dy, weight, k, p, d, dx_conv_block_bytes)
     elif is_pointwise(k, s, p, d):  # cols is x itself: never write into it
         dx2 = xp.empty((weight.shape[1], dy2.shape[1]), dtype=dy.dtype)
-        dx2 = _matmul(weight.reshape(O, -1).T, dy2, dx2, cache.threads)
+        dx2 = matmul(weight.reshape(O, -1).T, dy2, dx2, cache.threads)
         dx = columns_as_batch(dx2, cache.x_shape[0], *cache.x_shape[2:])
     else:  # the matrix is dead once dW is computed: W2^T @ dY2 takes its place
-        dcols = _matmul(weight.reshape(O, -1).T, dy2, cols, cache.threads)
+        dcols = matmul(weight.reshape(O, -1).T, dy2, cols, cache.threads)
         dx = col2im(dcols, cache.x_shape, k, s, p, d)
     keep_spare(cache.owner, cols)
     return dx, dw, db

@@ -35,7 +35,7 @@ import numpy as np
 from ..functional.conv import flip_transpose
 from . import cblas
 from .shares import run_shares
-from .workspace import workspace
+from .workspace import workspace_array
 
 # a chunk's input and output columns together: a whole sample of every width-1/4 layer. Measured,
 # fwd+dX+dW of 8 samples on 2 threads, chunks of 128 KiB / 512 KiB / 4 MiB (the blocked im2col
@@ -105,11 +105,6 @@ def _flat_padded(x_n: Any, p, Hp: int, Wp: int, out: Any) -> Any:
     return out
 
 
-def _buffer(dtype: Any, shape: tuple, name: str, share: int) -> Any:
-    size = int(np.prod(shape))
-    return workspace(np, dtype, size, name, share)[:size].reshape(shape)
-
-
 def shifted_conv2d(x: Any, weight: Any, bias: Any, p, d, threads: int = 1) -> Any:
     """y (N, O, Ho, Wo) = conv2d(x (N, C, H, W), weight (O, C, kh, kw), bias, stride 1, p, d)."""
     N, C = x.shape[:2]
@@ -123,8 +118,8 @@ def shifted_conv2d(x: Any, weight: Any, bias: Any, p, d, threads: int = 1) -> An
     tap_at = [taps[i, j].ctypes.data for i, j, _ in shifts]
 
     def convolve(share: int, samples: range) -> None:
-        x_flat = _buffer(x.dtype, (C, length), "shifted_x", share)
-        y_ext = _buffer(x.dtype, (O, rows * Wp), "shifted_y", share)
+        x_flat = workspace_array(np, x.dtype, (C, length), "shifted_x", share)
+        y_ext = workspace_array(np, x.dtype, (O, rows * Wp), "shifted_y", share)
         x_at, y_at = x_flat.ctypes.data, y_ext.ctypes.data
         for n in samples:
             _flat_padded(x[n], p, Hp, Wp, x_flat)
@@ -151,8 +146,8 @@ def shifted_weight_grad(x: Any, dy: Any, k, p, d, threads: int = 1, dw_out: Any 
     Hp, Wp, Ho, Wo, length, shifts = _geometry(x.shape, k, p, d)
 
     def weight_grad(share: int, samples: range) -> Any:
-        x_flat = _buffer(x.dtype, (C, length), "shifted_x", share)
-        dy_ext = _buffer(x.dtype, (O, Ho, Wp), "shifted_dy", share)
+        x_flat = workspace_array(np, x.dtype, (C, length), "shifted_x", share)
+        dy_ext = workspace_array(np, x.dtype, (O, Ho, Wp), "shifted_dy", share)
         dy_ext[:, :, Wo:] = 0
         dw_taps = np.zeros((k[0], k[1], O, C), dtype=x.dtype)
         dy_flat = dy_ext.reshape(O, Ho * Wp)

@@ -71,7 +71,7 @@ from ..backend import get_array_module
 from ..functional._checks import check_nchw, pair
 from ..functional.conv import check_conv2d_args, check_conv_inputs, flip_transpose
 from .shares import run_shares
-from .workspace import im2col_budget, workspace
+from .workspace import im2col_budget, workspace_array
 
 # (B^T, G, A^T) of F(m x m, 3x3), by output tile side m
 MATRICES = {
@@ -278,7 +278,7 @@ def winograd_weight_grad(
             else:
                 vi = v.v[i]
             e = _gather_tiles(dys, (0, 0), r0, r1, tw, m, m, "winograd_E", share)
-            dm = _workspace(xp, x.dtype, "winograd_M", (t, O, vi.shape[2]), share)
+            dm = workspace_array(xp, x.dtype, (t, O, vi.shape[2]), "winograd_M", share)
             xp.matmul(ka.T, e.reshape(m * m, -1), out=dm.reshape(t, -1))
             du += xp.matmul(dm, vi.transpose(0, 2, 1))
         return du
@@ -338,10 +338,10 @@ def _winograd(
             xs = x[n0:n1].transpose(1, 0, 2, 3)  # (C, nb, H, W): the GEMM's column order
             out = None if vs is None else vs.v[i]
             v = _input_transform(xs, p, r0, r1, tw, kb, m, share, out)  # (t, C, tiles)
-            mt = _workspace(xp, x.dtype, "winograd_M", (t, O, v.shape[2]), share)
+            mt = workspace_array(xp, x.dtype, (t, O, v.shape[2]), "winograd_M", share)
             xp.matmul(u, v, out=mt)
             yt_shape = (m, m, O, n1 - n0, r1 - r0, tw)
-            yt = _workspace(xp, x.dtype, "winograd_Y", yt_shape, share)
+            yt = workspace_array(xp, x.dtype, yt_shape, "winograd_Y", share)
             xp.matmul(ka, mt.reshape(t, -1), out=yt.reshape(m * m, -1))
             out = y6[n0:n1, :, r0:r1].transpose(1, 0, 2, 3, 4, 5)  # (O, nb, rows, m, tw, m)
             for r in range(m):
@@ -395,15 +395,6 @@ def _blocks(N, th, tw, C, O, itemsize, block_bytes, m, threads) -> list:
     ]
 
 
-def _workspace(xp: Any, dtype: Any, name: str, shape: tuple, share: int = 0) -> Any:
-    """An array of ``shape`` in the shared workspace ``name`` of ``share`` (contents
-    undefined)."""
-    size = 1
-    for s in shape:
-        size *= s
-    return workspace(xp, dtype, size, name, share)[:size].reshape(shape)
-
-
 def _gather_tiles(
     xs: Any, p, r0: int, r1: int, tw: int, m: int, side: int, name: str, share: int = 0
 ) -> Any:
@@ -414,9 +405,9 @@ def _gather_tiles(
     C, nb = xs.shape[:2]
     rows = r1 - r0
     slab_shape = (C, nb, m * rows + side - m, m * tw + side - m)
-    slab = _workspace(xp, xs.dtype, "winograd_slab", slab_shape, share)
+    slab = workspace_array(xp, xs.dtype, slab_shape, "winograd_slab", share)
     _padded_rows(xs, p, m * r0, slab)
-    d = _workspace(xp, xs.dtype, name, (side, side, C, nb, rows, tw), share)
+    d = workspace_array(xp, xs.dtype, (side, side, C, nb, rows, tw), name, share)
     for u in range(side):
         for v in range(side):
             d[u, v] = slab[:, :, u : u + m * rows : m, v : v + m * tw : m]
@@ -431,7 +422,7 @@ def _input_transform(
     workspaces, or into ``out``)."""
     xp = get_array_module(xs)
     d = _gather_tiles(xs, p, r0, r1, tw, m, m + 2, "winograd_D", share)
-    v = _workspace(xp, xs.dtype, "winograd_V", d.shape, share) if out is None else out
+    v = workspace_array(xp, xs.dtype, d.shape, "winograd_V", share) if out is None else out
     xp.matmul(kb, d.reshape(kb.shape[0], -1), out=v.reshape(kb.shape[0], -1))
     return v
 

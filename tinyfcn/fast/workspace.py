@@ -40,6 +40,15 @@ def workspace(xp: Any, dtype: Any, size: int, name: str = "cols", share: int = 0
     return buffer
 
 
+def workspace_array(xp: Any, dtype: Any, shape: tuple, name: str, share: int = 0) -> Any:
+    """An array of ``shape`` at the start of the workspace ``name`` of ``share`` (contents
+    undefined)."""
+    size = 1
+    for n in shape:
+        size *= n
+    return workspace(xp, dtype, size, name, share)[:size].reshape(shape)
+
+
 def take_spare(owner: Any, shape: tuple, like: Any) -> Any:
     """``owner``'s spare matrix if it has this shape, dtype and array type (it is then handed
     out: nobody else gets it until ``keep_spare``), else None."""
